@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto'
+import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Clock } from './auth/auth-service.js'
+import type { SigningKey } from './auth/keys.js'
+import type { Config } from './config.js'
+import type { DatabaseHandle } from './db/client.js'
+import authPlugin from './plugins/auth.js'
+import dbPlugin from './plugins/db.js'
+import docsPlugin from './plugins/docs.js'
+import errorsPlugin from './plugins/errors.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
+import authRoutes from './routes/auth.js'
+import healthRoutes from './routes/health.js'
+import meRoutes from './routes/me.js'
+import wellKnownRoutes from './routes/well-known.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    /** Milliseconds since the epoch; injected so tests can move time. */
+    clock: Clock
+  }
+}
+
+export interface BuildOptions {
+  config: Config
+  /** An open, migrated database; otherwise one is opened from the config and closed with the app. */
+  database?: DatabaseHandle
+  signingKey?: SigningKey
+  clock?: Clock
+  /** Where log lines go (tests capture them); stdout otherwise. */
+  logStream?: NodeJS.WritableStream
+}
+
+// Secrets never reach a log line, whatever is logged.
+const REDACT = [
+  'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
+  '*.password', '*.newPassword', '*.currentPassword', '*.passwordHash', '*.refreshToken', '*.accessToken', '*.token',
+]
+
+function validators () {
+  // Bodies are taken as sent: no coercion ("123" is not a number), unknown properties refused, not dropped.
+  const body = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: true, strict: false })
+  // Query strings and params arrive as text, so those may be coerced.
+  const other = new Ajv({ coerceTypes: 'array', removeAdditional: false, useDefaults: true, allErrors: true, strict: false })
+  addFormats.default(body)
+  addFormats.default(other)
+  return { body, other }
+}
+
+export async function buildApp (options: BuildOptions): Promise<FastifyInstance> {
+  const { config } = options
+  const logger: FastifyServerOptions['logger'] = {
+    level: config.logLevel,
+    redact: { paths: REDACT, censor: '[redacted]' },
+    ...(options.logStream ? { stream: options.logStream } : {}),
+  }
+  const app = Fastify({
+    logger,
+    bodyLimit: 16_384,
+    // proxy-addr takes a hop count too; Fastify's type omits it
+    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
+    requestIdHeader: false,
+    genReqId: () => randomUUID(),
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+  })
+
+  const ajv = validators()
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajv.body : ajv.other).compile(schema))
+  // JSON only: text/plain is refused with 415 rather than parsed.
+  app.removeContentTypeParser('text/plain')
+
+  app.register(fp(async instance => {
+    instance.decorate('config', config)
+    instance.decorate('clock', options.clock ?? Date.now)
+  }, { name: 'config' }))
+
+  // Auth responses must never be stored by a cache; routes that may be cached say so.
+  app.addHook('onRequest', async (_request, reply) => { reply.header('cache-control', 'no-store') })
+
+  // infrastructure, then the app's own services, then routes
+  await app.register(rateLimitPlugin)
+  await app.register(errorsPlugin)
+  await app.register(docsPlugin)
+  await app.register(dbPlugin, { handle: options.database })
+  await app.register(authPlugin, { signingKey: options.signingKey })
+
+  await app.register(healthRoutes)
+  await app.register(wellKnownRoutes)
+  await app.register(authRoutes)
+  await app.register(meRoutes)
+  return app
+}

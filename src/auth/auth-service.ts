@@ -1,0 +1,184 @@
+import { v7 as uuidv7 } from 'uuid'
+import type { Config } from '../config.js'
+import type { Database, Executor } from '../db/client.js'
+import { ApiError, type ProblemCode } from '../errors.js'
+import { clearLoginAttempts, reserveLoginAttempt } from '../repositories/login-throttle.js'
+import { findChildToken, findSessionOfToken, insertRefreshToken, lockRefreshToken, markRefreshTokenSpent } from '../repositories/refresh-tokens.js'
+import { insertSession, revokeSession, revokeUserSessions, touchSession } from '../repositories/sessions.js'
+import { findUserByEmail, findUserByUsername, insertUser } from '../repositories/users.js'
+import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
+import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, successorOf } from './refresh-token-crypto.js'
+import { throttled } from './throttle.js'
+
+export type Clock = () => number
+
+export interface UserRow { id: string, email: string, username: string | null, name: string | null, createdAt: Date }
+export interface PublicUser { id: string, email: string, username: string | null, name: string | null, createdAt: string }
+export interface ClientMeta { ip: string | null, userAgent: string | null }
+export interface AccessClaims { sub: string, sid: string }
+
+export interface TokenResponse {
+  tokenType: 'Bearer'
+  accessToken: string
+  expiresIn: number
+  refreshToken: string
+  refreshExpiresIn: number
+  user: PublicUser
+}
+
+export interface AuthServiceDeps {
+  db: Database
+  config: Config
+  clock: Clock
+  refreshSecret: Buffer
+  /** Signs an access token; `iat` is taken from the clock. */
+  signAccessToken: (claims: { sub: string, sid: string, jti: string, iat: number }) => string
+}
+
+const LOGIN_WINDOW_MS = 15 * 60_000
+export const toPublicUser = (u: UserRow): PublicUser => ({ id: u.id, email: u.email, username: u.username, name: u.name, createdAt: u.createdAt.toISOString() })
+const seconds = (ms: number) => Math.max(0, Math.floor(ms / 1000))
+
+/** Postgres unique violations become the contract's 409s, whichever driver raised them. */
+function conflictFrom (err: unknown): ApiError | undefined {
+  for (let e = err as { code?: unknown, constraint?: unknown, constraint_name?: unknown, cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code === '23505') {
+      const constraint = String(e.constraint_name ?? e.constraint ?? '')
+      if (constraint.includes('username')) return new ApiError('username_taken', 'This username is already taken', { cause: err })
+      return new ApiError('email_taken', 'An account with this email already exists', { cause: err })
+    }
+  }
+  return undefined
+}
+
+type RefreshOutcome =
+  | { ok: true, user: UserRow, sessionId: string, token: string, expiresAt: Date }
+  | { ok: false, code: ProblemCode, detail: string }
+
+export class AuthService {
+  constructor (private readonly deps: AuthServiceDeps) {}
+
+  private now () { return new Date(this.deps.clock()) }
+
+  private idleTtlMs (rememberMe: boolean) {
+    const r = this.deps.config.refresh
+    return (rememberMe ? r.rememberTtl : r.ttl) * 1000
+  }
+
+  private tokenResponse (user: UserRow, sessionId: string, refreshToken: string, refreshExpiresAt: Date, now: Date): TokenResponse {
+    const accessToken = this.deps.signAccessToken({ sub: user.id, sid: sessionId, jti: uuidv7(), iat: Math.floor(now.getTime() / 1000) })
+    return {
+      tokenType: 'Bearer',
+      accessToken,
+      expiresIn: this.deps.config.jwt.accessTokenTtl,
+      refreshToken,
+      refreshExpiresIn: seconds(refreshExpiresAt.getTime() - now.getTime()),
+      user: toPublicUser(user),
+    }
+  }
+
+  /** A new session with its first refresh token, inside the caller's transaction. */
+  private async startSession (tx: Executor, userId: string, rememberMe: boolean, meta: ClientMeta, now: Date) {
+    const sessionId = uuidv7()
+    const absoluteExpiresAt = new Date(now.getTime() + this.deps.config.refresh.absoluteTtl * 1000)
+    const expiresAt = new Date(Math.min(now.getTime() + this.idleTtlMs(rememberMe), absoluteExpiresAt.getTime()))
+    const token = newRefreshToken()
+    await insertSession(tx, { id: sessionId, userId, rememberMe, createdAt: now, lastUsedAt: now, absoluteExpiresAt, userAgent: meta.userAgent, ip: meta.ip })
+    await insertRefreshToken(tx, { id: uuidv7(), sessionId, tokenHash: hashRefreshToken(token), parentId: null, createdAt: now, expiresAt })
+    return { sessionId, token, expiresAt }
+  }
+
+  async register (input: { email: string, password: string, username?: string | undefined, name?: string | undefined, rememberMe?: boolean | undefined }, meta: ClientMeta): Promise<TokenResponse> {
+    const password = normalizePassword(input.password)
+    assertPasswordPolicy(password, { minLength: this.deps.config.passwordMinLength, email: input.email, username: input.username })
+    const passwordHash = await hashPassword(password)
+    const now = this.now()
+    try {
+      const { user, session } = await this.deps.db.transaction(async tx => {
+        const user = await insertUser(tx, {
+          id: uuidv7(), email: input.email, username: input.username ?? null, name: input.name || null, passwordHash, createdAt: now, updatedAt: now,
+        })
+        return { user, session: await this.startSession(tx, user.id, input.rememberMe ?? false, meta, now) }
+      })
+      return this.tokenResponse(user, session.sessionId, session.token, session.expiresAt, now)
+    } catch (err) {
+      throw conflictFrom(err) ?? err
+    }
+  }
+
+  async login (input: { email?: string | undefined, username?: string | undefined, password: string, rememberMe?: boolean | undefined }, meta: ClientMeta): Promise<TokenResponse> {
+    const { db, config } = this.deps
+    const now = this.now()
+    const user = input.email !== undefined ? await findUserByEmail(db, input.email) : await findUserByUsername(db, input.username!)
+    // Keyed by the account when it exists, so email and username share one count; by the identifier otherwise.
+    const key = user ? `user:${user.id}` : input.email !== undefined ? `email:${input.email}` : `username:${input.username!.toLowerCase()}`
+    const gate = await reserveLoginAttempt(db, key, now, LOGIN_WINDOW_MS, config.rateLimit.loginAccount)
+    if (!gate.allowed) {
+      const retryAfter = Math.max(1, Math.ceil((gate.windowStartedAt.getTime() + LOGIN_WINDOW_MS - now.getTime()) / 1000))
+      throw throttled(retryAfter, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
+    }
+    const password = normalizePassword(input.password)
+    // A password no account can have is refused without hashing; the answer is the same.
+    const valid = codePoints(password) <= MAX_PASSWORD_LENGTH &&
+      await verifyPassword(user?.passwordHash ?? await dummyHash(), password)
+    if (!valid || !user) throw new ApiError('invalid_credentials', 'The email, username or password is not correct')
+    const session = await db.transaction(async tx => {
+      await clearLoginAttempts(tx, key)
+      return this.startSession(tx, user.id, input.rememberMe ?? false, meta, now)
+    })
+    return this.tokenResponse(user, session.sessionId, session.token, session.expiresAt, now)
+  }
+
+  async refresh (token: string, meta: ClientMeta): Promise<TokenResponse> {
+    if (!isWellFormedRefreshToken(token)) throw new ApiError('invalid_token', 'The refresh token is not valid')
+    const now = this.now()
+    // Outcomes are returned, not thrown, so a reuse revocation commits before the 401 leaves.
+    const outcome = await this.deps.db.transaction(async (tx): Promise<RefreshOutcome> => {
+      const row = await lockRefreshToken(tx, hashRefreshToken(token))
+      if (!row) return { ok: false, code: 'invalid_token', detail: 'The refresh token is not valid' }
+      const { session, user } = row
+      if (session.revokedAt) return { ok: false, code: 'session_revoked', detail: 'The session has ended; sign in again' }
+      if (session.absoluteExpiresAt <= now) return { ok: false, code: 'invalid_token', detail: 'The session has expired; sign in again' }
+      const successor = successorOf(this.deps.refreshSecret, token)
+      if (row.token.spentAt) {
+        const child = await findChildToken(tx, row.token.id)
+        const graceMs = this.deps.config.refresh.reuseGraceSeconds * 1000
+        if (child && !child.spentAt && child.expiresAt > now && now.getTime() - row.token.spentAt.getTime() <= graceMs) {
+          // a retry or a second tab: the same successor again
+          return { ok: true, user, sessionId: session.id, token: successor, expiresAt: child.expiresAt }
+        }
+        await revokeSession(tx, session.id, 'refresh_token_reused', now)
+        return { ok: false, code: 'refresh_token_reused', detail: 'This refresh token was already used; the session has been ended for safety' }
+      }
+      if (row.token.expiresAt <= now) return { ok: false, code: 'invalid_token', detail: 'The refresh token has expired; sign in again' }
+      const expiresAt = new Date(Math.min(now.getTime() + this.idleTtlMs(session.rememberMe), session.absoluteExpiresAt.getTime()))
+      await markRefreshTokenSpent(tx, row.token.id, now)
+      await insertRefreshToken(tx, { id: uuidv7(), sessionId: session.id, tokenHash: hashRefreshToken(successor), parentId: row.token.id, createdAt: now, expiresAt })
+      await touchSession(tx, session.id, now, meta)
+      return { ok: true, user, sessionId: session.id, token: successor, expiresAt }
+    })
+    if (!outcome.ok) throw new ApiError(outcome.code, outcome.detail)
+    return this.tokenResponse(outcome.user, outcome.sessionId, outcome.token, outcome.expiresAt, now)
+  }
+
+  /**
+   * Idempotent. `local` ends the session named by the refresh token and/or the access token's `sid`;
+   * `others` and `global` need an authenticated caller.
+   */
+  async logout (input: { refreshToken?: string | undefined, scope: 'local' | 'others' | 'global' }, caller: AccessClaims | null): Promise<void> {
+    const { db } = this.deps
+    const now = this.now()
+    if (input.scope === 'others' || input.scope === 'global') {
+      if (!caller) throw new ApiError('invalid_token', `scope "${input.scope}" needs a valid access token`)
+      await revokeUserSessions(db, caller.sub, 'logout', now, input.scope === 'others' ? caller.sid : undefined)
+      return
+    }
+    const ids = new Set<string>()
+    if (caller) ids.add(caller.sid)
+    if (input.refreshToken !== undefined && isWellFormedRefreshToken(input.refreshToken)) {
+      const owner = await findSessionOfToken(db, hashRefreshToken(input.refreshToken))
+      if (owner) ids.add(owner.sessionId)
+    }
+    for (const id of ids) await revokeSession(db, id, 'logout', now)
+  }
+}

@@ -1,0 +1,75 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ConfigError, type Config } from '../config.js'
+
+export interface PublicJwk { kty: 'OKP', crv: 'Ed25519', x: string, kid: string, alg: 'EdDSA', use: 'sig' }
+
+export interface SigningKey {
+  privatePem: string
+  publicPem: string
+  /** RFC 7638 thumbprint of the public key: every instance holding the key agrees on it. */
+  kid: string
+  jwk: PublicJwk
+  /** Secret for deriving refresh-token successors, derived from the private key (HKDF). */
+  refreshSecret: Buffer
+}
+
+function thumbprint (x: string): string {
+  // RFC 7638: required members only, lexicographic order, no whitespace
+  return createHash('sha256').update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x })).digest('base64url')
+}
+
+export function signingKeyFromPem (pem: string, source: string): SigningKey {
+  let key: KeyObject
+  try {
+    key = createPrivateKey(pem)
+  } catch {
+    throw new ConfigError(`${source} is not a readable PEM private key`)
+  }
+  if (key.asymmetricKeyType !== 'ed25519') {
+    throw new ConfigError(`${source} must be an Ed25519 key (got ${key.asymmetricKeyType ?? 'unknown'})`)
+  }
+  const pub = createPublicKey(key)
+  const { x } = pub.export({ format: 'jwk' }) as { x: string }
+  const kid = thumbprint(x)
+  const der = key.export({ format: 'der', type: 'pkcs8' })
+  return {
+    privatePem: key.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    publicPem: pub.export({ format: 'pem', type: 'spki' }).toString(),
+    kid,
+    jwk: { kty: 'OKP', crv: 'Ed25519', x, kid, alg: 'EdDSA', use: 'sig' },
+    refreshSecret: Buffer.from(hkdfSync('sha256', der, Buffer.alloc(0), 'refresh-token-successor', 32)),
+  }
+}
+
+export function generateSigningKey (): SigningKey {
+  const { privateKey } = generateKeyPairSync('ed25519')
+  return signingKeyFromPem(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 'generated key')
+}
+
+/**
+ * The key from JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE. Outside production a key is generated once
+ * into the data folder; `generatedPath` tells the caller to say so in the log.
+ */
+export function resolveSigningKey (config: Config): { key: SigningKey, generatedPath?: string, path?: string } {
+  if (config.jwt.privateKeyPem) return { key: signingKeyFromPem(config.jwt.privateKeyPem, 'JWT_PRIVATE_KEY') }
+  if (config.jwt.privateKeyFile) {
+    let pem: string
+    try {
+      pem = readFileSync(config.jwt.privateKeyFile, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`JWT_PRIVATE_KEY_FILE cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+    }
+    return { key: signingKeyFromPem(pem, 'JWT_PRIVATE_KEY_FILE') }
+  }
+  if (config.env === 'production') {
+    throw new ConfigError('JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE must be set in production (an Ed25519 private key in PEM)')
+  }
+  const path = join(config.dataDir, 'jwt-private-key.pem')
+  if (existsSync(path)) return { key: signingKeyFromPem(readFileSync(path, 'utf8'), path), path }
+  const key = generateSigningKey()
+  mkdirSync(config.dataDir, { recursive: true })
+  writeFileSync(path, key.privatePem, { mode: 0o600, flag: 'wx' })
+  return { key, generatedPath: path, path }
+}

@@ -1,0 +1,117 @@
+import { Ajv } from 'ajv'
+import { Type, type Static } from 'typebox'
+
+// Every setting the service reads, with its default. The names are the operator contract.
+const Int = (min: number, max: number, def: number, description: string) =>
+  Type.Integer({ minimum: min, maximum: max, default: def, description })
+
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
+  PORT: Int(0, 65535, 3000, 'TCP port to listen on'),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface to listen on' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'Postgres URL; embedded PGlite when unset' })),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Embedded database and development key' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
+  TRUST_PROXY: Type.String({ default: 'false', description: 'false, true, a hop count, or comma-separated proxy addresses/CIDRs' }),
+  JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1, description: 'Ed25519 private key (PEM)' })),
+  JWT_PRIVATE_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the Ed25519 private key (PEM)' })),
+  JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-api' }),
+  JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-api' }),
+  ACCESS_TOKEN_TTL: Int(30, 3600, 900, 'Access token lifetime, seconds'),
+  REFRESH_TOKEN_TTL: Int(60, 31_536_000, 43_200, 'Refresh token (idle) lifetime, seconds'),
+  REFRESH_TOKEN_REMEMBER_TTL: Int(60, 31_536_000, 2_592_000, 'Idle lifetime with rememberMe, seconds'),
+  SESSION_ABSOLUTE_TTL: Int(60, 31_536_000, 2_592_000, 'Session lifetime from sign-in, seconds'),
+  REFRESH_REUSE_GRACE_SECONDS: Int(0, 300, 10, 'Window in which a spent refresh token returns its successor'),
+  PASSWORD_MIN_LENGTH: Int(8, 128, 15, 'Minimum password length in code points'),
+  RATE_LIMIT_LOGIN_IP: Int(1, 1_000_000, 20, 'POST /login per client IP per minute'),
+  RATE_LIMIT_REGISTER_IP: Int(1, 1_000_000, 20, 'POST /register per client IP per hour'),
+  RATE_LIMIT_REFRESH_IP: Int(1, 1_000_000, 60, 'POST /refresh per client IP per minute'),
+  RATE_LIMIT_IP: Int(1, 1_000_000, 300, 'Every other route per client IP per minute'),
+  RATE_LIMIT_LOGIN_ACCOUNT: Int(1, 1_000_000, 10, 'Failed logins per account per 15 minutes'),
+})
+export type Env = Static<typeof EnvSchema>
+
+export interface Config {
+  env: Env['NODE_ENV']
+  port: number
+  host: string
+  databaseUrl: string | undefined
+  dataDir: string
+  logLevel: string
+  trustProxy: boolean | number | string[]
+  jwt: { privateKeyPem: string | undefined, privateKeyFile: string | undefined, issuer: string, audience: string, accessTokenTtl: number }
+  refresh: { ttl: number, rememberTtl: number, absoluteTtl: number, reuseGraceSeconds: number }
+  passwordMinLength: number
+  rateLimit: { loginIp: number, registerIp: number, refreshIp: number, ip: number, loginAccount: number }
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const ajv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true, strict: false })
+const validateEnv = ajv.compile<Env>(EnvSchema)
+
+function parseTrustProxy (value: string): Config['trustProxy'] {
+  const v = value.trim().toLowerCase()
+  if (v === 'false' || v === '') return false
+  if (v === 'true') return true
+  if (/^\d+$/.test(v)) return Number(v)
+  const list = v.split(',').map(s => s.trim()).filter(Boolean)
+  if (!list.every(s => /^[0-9a-f.:]+(\/\d{1,3})?$/.test(s))) {
+    throw new ConfigError('TRUST_PROXY must be false, true, a hop count, or comma-separated IP addresses/CIDRs')
+  }
+  return list
+}
+
+/** Reads the environment once; a bad value stops the start with a message naming the variable. */
+export function loadConfig (source: Record<string, string | undefined> = process.env): Config {
+  const known = Object.keys(EnvSchema.properties)
+  const input: Record<string, string> = {}
+  for (const key of known) {
+    const value = source[key]
+    if (value !== undefined && value !== '') input[key] = value
+  }
+  if (!validateEnv(input)) {
+    const problems = (validateEnv.errors ?? []).map(e => {
+      const name = e.instancePath.slice(1) || String(e.params.missingProperty ?? '')
+      return `${name} ${e.message ?? 'is invalid'}`
+    })
+    throw new ConfigError(`Invalid configuration: ${[...new Set(problems)].join('; ')}`)
+  }
+  const e = input as unknown as Env
+  if (e.JWT_PRIVATE_KEY && e.JWT_PRIVATE_KEY_FILE) {
+    throw new ConfigError('Set only one of JWT_PRIVATE_KEY and JWT_PRIVATE_KEY_FILE')
+  }
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    logLevel: e.LOG_LEVEL,
+    trustProxy: parseTrustProxy(e.TRUST_PROXY),
+    jwt: {
+      // PEM in a single-line env var often arrives with literal "\n"
+      privateKeyPem: e.JWT_PRIVATE_KEY?.replace(/\\n/g, '\n'),
+      privateKeyFile: e.JWT_PRIVATE_KEY_FILE,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      accessTokenTtl: e.ACCESS_TOKEN_TTL,
+    },
+    refresh: {
+      ttl: e.REFRESH_TOKEN_TTL,
+      rememberTtl: e.REFRESH_TOKEN_REMEMBER_TTL,
+      absoluteTtl: e.SESSION_ABSOLUTE_TTL,
+      reuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
+    },
+    passwordMinLength: e.PASSWORD_MIN_LENGTH,
+    rateLimit: {
+      loginIp: e.RATE_LIMIT_LOGIN_IP,
+      registerIp: e.RATE_LIMIT_REGISTER_IP,
+      refreshIp: e.RATE_LIMIT_REFRESH_IP,
+      ip: e.RATE_LIMIT_IP,
+      loginAccount: e.RATE_LIMIT_LOGIN_ACCOUNT,
+    },
+  }
+}

@@ -1,0 +1,95 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { sql } from 'drizzle-orm'
+import * as schema from './schema.js'
+
+export type Schema = typeof schema
+export type Database = PgDatabase<PgQueryResultHKT, Schema>
+/** A transaction or the database itself: repositories accept either. */
+export type Executor = Pick<Database, 'select' | 'insert' | 'update' | 'delete' | 'execute'>
+
+export interface DatabaseHandle {
+  db: Database
+  kind: 'pglite' | 'postgres'
+  migrate(): Promise<void>
+  close(): Promise<void>
+}
+
+export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url))
+// Any fixed 64-bit number shared by every instance: serialises migrations run by several starting copies.
+const MIGRATION_LOCK_ID = 7_262_001_311
+
+export interface OpenOptions {
+  /** postgres:// URL; when absent an embedded PGlite database is used. */
+  url?: string | undefined
+  /** PGlite data directory; in memory when absent. */
+  dataDir?: string | undefined
+  /** postgres.js pool size */
+  max?: number
+}
+
+export async function openDatabase (options: OpenOptions): Promise<DatabaseHandle> {
+  return options.url ? openPostgres(options.url, options.max ?? 10) : openPglite(options.dataDir)
+}
+
+async function openPostgres (url: string, max: number): Promise<DatabaseHandle> {
+  const { default: postgres } = await import('postgres')
+  const { drizzle } = await import('drizzle-orm/postgres-js')
+  const { migrate } = await import('drizzle-orm/postgres-js/migrator')
+  const common = {
+    onnotice: () => {},
+    connect_timeout: 5,
+    // a query never waits longer than this on a stuck server or lock
+    connection: { statement_timeout: 10_000, application_name: 'auth-api' },
+  }
+  const client = postgres(url, { ...common, max, idle_timeout: 60 })
+  const db = drizzle(client, { schema }) as unknown as Database
+  return {
+    db,
+    kind: 'postgres',
+    async migrate () {
+      // One connection, so the session-level advisory lock covers the whole migration.
+      const one = postgres(url, { ...common, max: 1 })
+      try {
+        await one`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
+        await migrate(drizzle(one), { migrationsFolder })
+      } finally {
+        await one.end({ timeout: 5 })
+      }
+    },
+    async close () {
+      await client.end({ timeout: 5 })
+    },
+  }
+}
+
+async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle> {
+  const { PGlite } = await import('@electric-sql/pglite')
+  const { drizzle } = await import('drizzle-orm/pglite')
+  const { migrate } = await import('drizzle-orm/pglite/migrator')
+  let client
+  if (dataDir) {
+    const dir = join(dataDir, 'pglite')
+    mkdirSync(dir, { recursive: true })
+    client = await PGlite.create(dir)
+  } else {
+    client = await PGlite.create()
+  }
+  const db = drizzle(client, { schema }) as unknown as Database
+  return {
+    db,
+    kind: 'pglite',
+    async migrate () {
+      await migrate(drizzle(client), { migrationsFolder })
+    },
+    async close () {
+      await client.close()
+    },
+  }
+}
+
+export async function ping (db: Database): Promise<void> {
+  await db.execute(sql`select 1`)
+}

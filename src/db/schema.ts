@@ -1,0 +1,60 @@
+import { sql } from 'drizzle-orm'
+import { boolean, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+
+const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
+
+export const users = pgTable('users', {
+  id: uuid('id').primaryKey(),
+  // stored trimmed and lower-cased, so a plain unique index is case-insensitive
+  email: text('email').notNull(),
+  username: text('username'),
+  name: text('name'),
+  passwordHash: text('password_hash').notNull(),
+  role: text('role').notNull().default('user'),
+  createdAt: at('created_at').notNull(),
+  updatedAt: at('updated_at').notNull(),
+}, t => [
+  uniqueIndex('users_email_key').on(t.email),
+  uniqueIndex('users_username_lower_key').on(sql`lower(${t.username})`),
+])
+
+export const sessions = pgTable('sessions', {
+  id: uuid('id').primaryKey(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  rememberMe: boolean('remember_me').notNull(),
+  createdAt: at('created_at').notNull(),
+  lastUsedAt: at('last_used_at').notNull(),
+  absoluteExpiresAt: at('absolute_expires_at').notNull(),
+  revokedAt: at('revoked_at'),
+  revokedReason: text('revoked_reason'),
+  userAgent: text('user_agent'),
+  ip: text('ip'),
+}, t => [
+  index('sessions_user_id_idx').on(t.userId),
+])
+
+export const refreshTokens = pgTable('refresh_tokens', {
+  id: uuid('id').primaryKey(),
+  sessionId: uuid('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
+  // base64url SHA-256 of the token; the token itself is never stored
+  tokenHash: text('token_hash').notNull(),
+  parentId: uuid('parent_id'),
+  createdAt: at('created_at').notNull(),
+  expiresAt: at('expires_at').notNull(),
+  spentAt: at('spent_at'),
+}, t => [
+  uniqueIndex('refresh_tokens_token_hash_key').on(t.tokenHash),
+  index('refresh_tokens_parent_id_idx').on(t.parentId),
+  index('refresh_tokens_session_id_idx').on(t.sessionId),
+])
+
+// Failed-login counts per account (or per unknown identifier), shared by every instance.
+export const loginThrottle = pgTable('login_throttle', {
+  key: text('key').primaryKey(),
+  failures: integer('failures').notNull(),
+  windowStartedAt: at('window_started_at').notNull(),
+})
+
+export type User = typeof users.$inferSelect
+export type Session = typeof sessions.$inferSelect
+export type RefreshToken = typeof refreshTokens.$inferSelect

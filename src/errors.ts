@@ -1,0 +1,64 @@
+// Every problem the API can send, defined once. `code` is the stable contract clients branch on.
+export const problems = {
+  validation_failed: { status: 400, title: 'The request is not valid' },
+  invalid_json: { status: 400, title: 'The request body is not valid JSON' },
+  password_too_short: { status: 400, title: 'The password is too short' },
+  password_too_long: { status: 400, title: 'The password is too long' },
+  password_too_common: { status: 400, title: 'The password is too common or too easy to guess' },
+  invalid_credentials: { status: 401, title: 'The credentials are not valid' },
+  invalid_token: { status: 401, title: 'The token is missing, malformed, expired or not valid' },
+  refresh_token_reused: { status: 401, title: 'The refresh token was already used; the session has been ended' },
+  session_revoked: { status: 401, title: 'The session has ended' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  email_taken: { status: 409, title: 'An account with this email already exists' },
+  username_taken: { status: 409, title: 'This username is already taken' },
+  payload_too_large: { status: 413, title: 'The request body is too large' },
+  unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
+  too_many_requests: { status: 429, title: 'Too many requests' },
+  internal_error: { status: 500, title: 'Internal server error' },
+  service_unavailable: { status: 503, title: 'The service is temporarily unavailable' },
+} as const satisfies Record<string, { status: number, title: string }>
+
+export type ProblemCode = keyof typeof problems
+
+export interface FieldError { path: string, message: string }
+
+export const problemType = (code: ProblemCode) => `urn:problem:${code}`
+
+/** The one error class routes and domain code throw; the error handler turns it into problem+json. */
+export class ApiError extends Error {
+  readonly code: ProblemCode
+  readonly statusCode: number
+  readonly detail: string | undefined
+  readonly errors: FieldError[] | undefined
+  /** Extra response headers (Retry-After, WWW-Authenticate, ...). */
+  readonly headers: Record<string, string | number>
+
+  constructor (code: ProblemCode, detail?: string, options: { errors?: FieldError[], headers?: Record<string, string | number>, cause?: unknown } = {}) {
+    super(detail ?? problems[code].title, { cause: options.cause })
+    this.name = 'ApiError'
+    this.code = code
+    this.statusCode = problems[code].status
+    this.errors = options.errors
+    this.headers = options.headers ?? {}
+    this.detail = detail
+  }
+}
+
+export interface Problem {
+  type: string
+  title: string
+  status: number
+  code: ProblemCode
+  detail?: string
+  errors?: FieldError[]
+}
+
+export function toProblem (code: ProblemCode, detail?: string, errors?: FieldError[]): Problem {
+  const p = problems[code]
+  const body: Problem = { type: problemType(code), title: p.title, status: p.status, code }
+  if (detail !== undefined) body.detail = detail
+  if (errors !== undefined && errors.length > 0) body.errors = errors
+  return body
+}

@@ -1,0 +1,22 @@
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { ApiError } from '../errors.js'
+
+/**
+ * Per-client-IP limits. The default applies to every route (RATE_LIMIT_IP a minute); /login,
+ * /register and /refresh set their own in their route config, each counted separately.
+ * request.ip is the socket address unless TRUST_PROXY names the proxies.
+ */
+async function rateLimitPlugin (app: FastifyInstance) {
+  await app.register(rateLimit, {
+    global: true,
+    max: app.config.rateLimit.ip,
+    timeWindow: 60_000,
+    enableDraftSpec: true,
+    errorResponseBuilder: (_request, context) =>
+      new ApiError('too_many_requests', `Too many requests from this address; retry in ${context.after}`),
+  })
+}
+
+export default fp(rateLimitPlugin, { name: 'rate-limit', dependencies: ['config'] })

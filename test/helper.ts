@@ -1,0 +1,125 @@
+import { randomBytes } from 'node:crypto'
+import { Writable } from 'node:stream'
+import postgres from 'postgres'
+import t from 'tap'
+import { buildApp } from '../src/app.js'
+import { generateSigningKey, type SigningKey } from '../src/auth/keys.js'
+import { loadConfig, type Config } from '../src/config.js'
+import { openDatabase, type DatabaseHandle } from '../src/db/client.js'
+
+export type Test = typeof t
+
+/**
+ * Settings for tests: limits high enough that only the tests about limits meet them.
+ * Everything goes through loadConfig, as in production.
+ */
+export function testConfig (env: Record<string, string> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    PASSWORD_MIN_LENGTH: '15',
+    RATE_LIMIT_LOGIN_IP: '10000',
+    RATE_LIMIT_REGISTER_IP: '10000',
+    RATE_LIMIT_REFRESH_IP: '10000',
+    RATE_LIMIT_IP: '10000',
+    RATE_LIMIT_LOGIN_ACCOUNT: '10000',
+    ...env,
+  })
+}
+
+let database: Promise<DatabaseHandle> | undefined
+
+/**
+ * One database per test file (tap runs files in parallel): an in-memory PGlite, or a fresh database
+ * on the server named by TEST_DATABASE_URL, dropped when the file ends.
+ */
+export function testDatabase (): Promise<DatabaseHandle> {
+  database ??= (async () => {
+    const adminUrl = process.env.TEST_DATABASE_URL
+    if (!adminUrl) {
+      const handle = await openDatabase({})
+      await handle.migrate()
+      t.teardown(() => handle.close())
+      return handle
+    }
+    const name = `auth_test_${process.pid}_${randomBytes(4).toString('hex')}`
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
+    await admin.unsafe(`create database ${name}`)
+    const url = new URL(adminUrl)
+    url.pathname = `/${name}`
+    const handle = await openDatabase({ url: url.toString(), max: 4 })
+    await handle.migrate()
+    t.teardown(async () => {
+      await handle.close()
+      await admin.unsafe(`drop database if exists ${name} with (force)`)
+      await admin.end()
+    })
+    return handle
+  })()
+  return database
+}
+
+let key: SigningKey | undefined
+export const testKey = () => (key ??= generateSigningKey())
+
+export interface FakeClock { now: () => number, advance: (ms: number) => void, set: (ms: number) => void }
+export function fakeClock (start = Date.now()): FakeClock {
+  let current = start
+  return { now: () => current, advance: ms => { current += ms }, set: ms => { current = ms } }
+}
+
+export interface BuildOptions { env?: Record<string, string>, clock?: FakeClock, signingKey?: SigningKey }
+
+/** The app as production builds it, on this file's database; closed when the test ends. Log lines are kept. */
+export async function build (test: Test, options: BuildOptions = {}) {
+  const logs: string[] = []
+  const logStream = new Writable({ write (chunk, _enc, cb) { logs.push(String(chunk)); cb() } })
+  const app = await buildApp({
+    config: testConfig(options.env),
+    database: await testDatabase(),
+    signingKey: options.signingKey ?? testKey(),
+    clock: options.clock?.now ?? Date.now,
+    logStream,
+  })
+  test.teardown(() => app.close())
+  await app.ready()
+  return Object.assign(app, { logs })
+}
+export type TestApp = Awaited<ReturnType<typeof build>>
+
+let counter = 0
+/** A fresh, valid registration body; emails are unique within the file's database. */
+export function newAccount (over: Record<string, unknown> = {}) {
+  counter++
+  const id = `${process.pid}x${counter}x${randomBytes(3).toString('hex')}`
+  return { email: `user${id}@example.com`, password: `a long passphrase ${id}`, ...over } as { email: string, password: string, [k: string]: unknown }
+}
+
+export async function register (app: TestApp, body: Record<string, unknown> = newAccount()) {
+  const res = await app.inject({ method: 'POST', url: '/register', payload: body })
+  if (res.statusCode !== 201) throw new Error(`register failed: ${res.statusCode} ${res.body}`)
+  return { body, tokens: res.json() as TokenBody }
+}
+
+export interface TokenBody {
+  tokenType: string
+  accessToken: string
+  expiresIn: number
+  refreshToken: string
+  refreshExpiresIn: number
+  user: { id: string, email: string, username: string | null, name: string | null, createdAt: string }
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+/** Asserts an RFC 9457 problem with the given status and code, and returns its body. */
+export function assertProblem (test: Test, res: { statusCode: number, headers: Record<string, unknown>, body: string }, status: number, code: string) {
+  test.equal(res.statusCode, status, `status ${status} (${res.body.slice(0, 200)})`)
+  test.match(String(res.headers['content-type']), /^application\/problem\+json/)
+  const body = JSON.parse(res.body)
+  test.equal(body.code, code)
+  test.equal(body.status, status)
+  test.equal(body.type, `urn:problem:${code}`)
+  test.type(body.title, 'string')
+  return body
+}
