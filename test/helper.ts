@@ -1,3 +1,4 @@
+import type { SQL } from 'drizzle-orm'
 import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import postgres from 'postgres'
@@ -7,7 +8,7 @@ import { generateSigningKey, type SigningKey } from '../src/auth/keys.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { openDatabase, type DatabaseHandle } from '../src/db/client.js'
 
-export type Test = typeof t
+export type Test = import('tap').Test
 
 /**
  * Settings for tests: limits high enough that only the tests about limits meet them.
@@ -122,4 +123,11 @@ export function assertProblem (test: Test, res: { statusCode: number, headers: R
   test.equal(body.type, `urn:problem:${code}`)
   test.type(body.title, 'string')
   return body
+}
+
+/** Rows of a raw query on this file's database, whichever driver runs it. */
+export async function rows<T = Record<string, unknown>> (query: SQL): Promise<T[]> {
+  const { db } = await testDatabase()
+  const result = await db.execute(query) as unknown as { rows?: T[] } | T[]
+  return Array.isArray(result) ? result : result.rows ?? []
 }
