@@ -96,7 +96,7 @@ export function newAccount (over: Record<string, unknown> = {}) {
   return { email: `user${id}@example.com`, password: `a long passphrase ${id}`, ...over } as { email: string, password: string, [k: string]: unknown }
 }
 
-export async function register (app: TestApp, body: Record<string, unknown> = newAccount()) {
+export async function register (app: TestApp, body: ReturnType<typeof newAccount> = newAccount()) {
   const res = await app.inject({ method: 'POST', url: '/register', payload: body })
   if (res.statusCode !== 201) throw new Error(`register failed: ${res.statusCode} ${res.body}`)
   return { body, tokens: res.json() as TokenBody }

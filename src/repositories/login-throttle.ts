@@ -8,15 +8,16 @@ import { loginThrottle } from '../db/schema.js'
  * Retry-After from.
  */
 export async function reserveLoginAttempt (ex: Executor, key: string, now: Date, windowMs: number, limit: number) {
-  const windowFloor = new Date(now.getTime() - windowMs)
-  const expired = sql`${loginThrottle.windowStartedAt} <= ${windowFloor}`
+  // raw fragments take ISO strings: drizzle passes Date objects through only for typed columns
+  const windowFloor = new Date(now.getTime() - windowMs).toISOString()
+  const expired = sql`${loginThrottle.windowStartedAt} <= ${windowFloor}::timestamptz`
   const [row] = await ex.insert(loginThrottle)
     .values({ key, failures: 1, windowStartedAt: now })
     .onConflictDoUpdate({
       target: loginThrottle.key,
       set: {
         failures: sql`case when ${expired} then 1 else ${loginThrottle.failures} + 1 end`,
-        windowStartedAt: sql`case when ${expired} then ${now} else ${loginThrottle.windowStartedAt} end`,
+        windowStartedAt: sql`case when ${expired} then ${now.toISOString()}::timestamptz else ${loginThrottle.windowStartedAt} end`,
       },
       setWhere: sql`${expired} or ${loginThrottle.failures} < ${limit}`,
     })
