@@ -4,7 +4,7 @@ import addFormats from 'ajv-formats'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Clock } from './auth/auth-service.js'
-import type { SigningKey } from './auth/keys.js'
+import { resolveSigningKey, type SigningKey } from './auth/keys.js'
 import type { Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
 import authPlugin from './plugins/auth.js'
@@ -53,6 +53,8 @@ function validators () {
 
 export async function buildApp (options: BuildOptions): Promise<FastifyInstance> {
   const { config } = options
+  // Settings and keys are checked before anything connects: a missing key stops the start at once.
+  const key = options.signingKey ? { key: options.signingKey } : resolveSigningKey(config)
   const logger: FastifyServerOptions['logger'] = {
     level: config.logLevel,
     redact: { paths: REDACT, censor: '[redacted]' },
@@ -88,7 +90,9 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(errorsPlugin)
   await app.register(docsPlugin)
   await app.register(dbPlugin, { handle: options.database })
-  await app.register(authPlugin, { signingKey: options.signingKey })
+  await app.register(authPlugin, { signingKey: key.key })
+  if (key.generatedPath) app.log.warn({ path: key.generatedPath, kid: key.key.kid }, 'generated a development signing key (set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE in production)')
+  else if (key.path) app.log.info({ path: key.path, kid: key.key.kid }, 'using the development signing key from the data folder')
 
   await app.register(healthRoutes)
   await app.register(wellKnownRoutes)

@@ -30,6 +30,20 @@ export function testConfig (env: Record<string, string> = {}): Config {
 
 let database: Promise<DatabaseHandle> | undefined
 
+/** A new, empty database on the server named by TEST_DATABASE_URL, dropped when the file ends. */
+export async function createServerDatabase (adminUrl: string): Promise<string> {
+  const name = `auth_test_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  t.teardown(async () => {
+    await admin.unsafe(`drop database if exists ${name} with (force)`)
+    await admin.end()
+  })
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
 /**
  * One database per test file (tap runs files in parallel): an in-memory PGlite, or a fresh database
  * on the server named by TEST_DATABASE_URL, dropped when the file ends.
@@ -37,24 +51,10 @@ let database: Promise<DatabaseHandle> | undefined
 export function testDatabase (): Promise<DatabaseHandle> {
   database ??= (async () => {
     const adminUrl = process.env.TEST_DATABASE_URL
-    if (!adminUrl) {
-      const handle = await openDatabase({})
-      await handle.migrate()
-      t.teardown(() => handle.close())
-      return handle
-    }
-    const name = `auth_test_${process.pid}_${randomBytes(4).toString('hex')}`
-    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
-    await admin.unsafe(`create database ${name}`)
-    const url = new URL(adminUrl)
-    url.pathname = `/${name}`
-    const handle = await openDatabase({ url: url.toString(), max: 4 })
+    const handle = adminUrl ? await openDatabase({ url: await createServerDatabase(adminUrl), max: 4 }) : await openDatabase({})
+    // registered after the drop, so it runs before it
+    t.teardown(() => handle.close())
     await handle.migrate()
-    t.teardown(async () => {
-      await handle.close()
-      await admin.unsafe(`drop database if exists ${name} with (force)`)
-      await admin.end()
-    })
     return handle
   })()
   return database

@@ -23,7 +23,7 @@ t.test('bodies must be JSON, well formed and at most 16 KiB', async t => {
   const justUnder = JSON.stringify({ ...JSON.parse(account), pad: '' })
   const padded = justUnder.replace('"pad":""', `"pad":"${'x'.repeat(16_384 - justUnder.length)}"`)
   t.equal(Buffer.byteLength(padded), 16_384)
-  assertProblem(t, await app.inject({ method: 'POST', url: '/register', headers: { 'content-type': 'application/json' }, payload: padded }), 400, 'validation_failed', )
+  assertProblem(t, await app.inject({ method: 'POST', url: '/register', headers: { 'content-type': 'application/json' }, payload: padded }), 400, 'validation_failed')
 
   const proto = await app.inject({ method: 'POST', url: '/register', headers: { 'content-type': 'application/json' }, payload: `{"__proto__": {"admin": true}, ${account.slice(1)}` })
   assertProblem(t, proto, 400, 'validation_failed')
@@ -98,7 +98,7 @@ t.test('a database failure is a 503 problem; an unexpected error a 500 without i
 t.test('/ready is 503 when the database does not answer', async t => {
   const app = await build(t)
   const execute = app.db.execute
-  app.db.execute = (async () => { throw Object.assign(new Error("Connection terminated"), { code: "CONNECTION_CLOSED" }) }) as unknown as typeof execute
+  app.db.execute = (async () => { throw Object.assign(new Error('Connection terminated'), { code: 'CONNECTION_CLOSED' }) }) as unknown as typeof execute
   t.teardown(() => { app.db.execute = execute })
   assertProblem(t, await app.inject({ url: '/ready' }), 503, 'service_unavailable')
   app.db.execute = execute

@@ -108,7 +108,7 @@ t.test('bad input is a 400 problem and nothing is stored', async t => {
   const before = await countUsers()
   const cases: [string, unknown, string][] = [
     ['unknown property', { ...newAccount(), admin: true }, '/admin'],
-    ['numeric password', { ...newAccount(), password: 123456789012345678 }, '/password'],
+    ['numeric password', { ...newAccount(), password: 123456789012345 }, '/password'],
     ['string rememberMe', { ...newAccount(), rememberMe: 'true' }, '/rememberMe'],
     ['missing email', { password: 'a long passphrase here' }, '/email'],
     ['missing password', { email: 'x@example.com' }, '/password'],

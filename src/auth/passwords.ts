@@ -15,11 +15,7 @@ const common = new Set((dictionary['passwords-common'] as string[]).map(p => p.n
 export const normalizePassword = (password: string) => password.normalize('NFKC')
 
 /** Length in code points, not UTF-16 units. */
-export const codePoints = (s: string) => {
-  let n = 0
-  for (const _ of s) n++
-  return n
-}
+export const codePoints = (s: string) => [...s].length
 
 export interface PolicyContext { minLength: number, email: string, username?: string | undefined }
 

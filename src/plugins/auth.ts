@@ -2,7 +2,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AuthService, toPublicUser, type AccessClaims, type PublicUser } from '../auth/auth-service.js'
-import { resolveSigningKey, type SigningKey } from '../auth/keys.js'
+import type { SigningKey } from '../auth/keys.js'
 import { ApiError } from '../errors.js'
 import { findSessionWithUser } from '../repositories/sessions.js'
 
@@ -36,15 +36,9 @@ export function bearerToken (request: FastifyRequest): string | undefined {
   return match ? match[1] : ''
 }
 
-async function authPlugin (app: FastifyInstance, opts: { signingKey?: SigningKey | undefined }) {
+async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey }) {
   const { config, clock } = app
-  let key = opts.signingKey
-  if (!key) {
-    const resolved = resolveSigningKey(config)
-    key = resolved.key
-    if (resolved.generatedPath) app.log.warn({ path: resolved.generatedPath, kid: key.kid }, 'generated a development signing key (set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE in production)')
-    else if (resolved.path) app.log.info({ path: resolved.path, kid: key.kid }, 'using the development signing key from the data folder')
-  }
+  const key = opts.signingKey
   const { issuer, audience, accessTokenTtl } = config.jwt
 
   await app.register(fastifyJwt, {

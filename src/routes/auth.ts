@@ -56,7 +56,9 @@ export default async function authRoutes (fastify: FastifyInstance) {
     config: { rateLimit: { max: rateLimit.registerIp, timeWindow: 3_600_000 } },
     preValidation: normalizeIdentity,
     schema: {
-      tags: ['auth'], operationId: 'register', summary: 'Create an account and sign in',
+      tags: ['auth'],
+      operationId: 'register',
+      summary: 'Create an account and sign in',
       body: RegisterBody,
       response: { 201: TokenResponse, ...problemResponses(400, 409, 413, 415) },
     },
@@ -70,7 +72,9 @@ export default async function authRoutes (fastify: FastifyInstance) {
     config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000 } },
     preValidation: normalizeIdentity,
     schema: {
-      tags: ['auth'], operationId: 'login', summary: 'Sign in with email or username and password',
+      tags: ['auth'],
+      operationId: 'login',
+      summary: 'Sign in with email or username and password',
       body: LoginBody,
       response: { 200: TokenResponse, ...problemResponses(400, 401, 413, 415) },
     },
@@ -94,7 +98,9 @@ export default async function authRoutes (fastify: FastifyInstance) {
   app.post('/refresh', {
     config: { rateLimit: { max: rateLimit.refreshIp, timeWindow: 60_000 } },
     schema: {
-      tags: ['auth'], operationId: 'refresh', summary: 'Exchange a refresh token for new tokens (the old one is spent)',
+      tags: ['auth'],
+      operationId: 'refresh',
+      summary: 'Exchange a refresh token for new tokens (the old one is spent)',
       body: RefreshBody,
       response: { 200: TokenResponse, ...problemResponses(400, 401, 413, 415) },
     },
@@ -110,7 +116,9 @@ export default async function authRoutes (fastify: FastifyInstance) {
   app.post('/logout', {
     preValidation: emptyBodyIsObject,
     schema: {
-      tags: ['auth'], operationId: 'logout', summary: 'Sign out this session, the others, or all',
+      tags: ['auth'],
+      operationId: 'logout',
+      summary: 'Sign out this session, the others, or all',
       security: [{ bearerAuth: [] }, {}],
       body: LogoutBody,
       response: { 204: Type.Null({ description: 'Signed out (also when the token was unknown or already spent)' }), ...problemResponses(400, 401, 413, 415) },

@@ -8,7 +8,9 @@ export default async function meRoutes (fastify: FastifyInstance) {
   app.get('/me', {
     onRequest: [app.authenticate],
     schema: {
-      tags: ['account'], operationId: 'getMe', summary: 'The signed-in user',
+      tags: ['account'],
+      operationId: 'getMe',
+      summary: 'The signed-in user',
       security: [{ bearerAuth: [] }],
       response: { 200: User, ...problemResponses(401) },
     },

@@ -1,0 +1,11 @@
+import neostandard from 'neostandard'
+
+export default [
+  ...neostandard({ ts: true, ignores: ['dist/**', 'coverage/**', '.tap/**', 'data/**', 'drizzle/meta/**'] }),
+  {
+    rules: {
+      // the project writes trailing commas in multi-line literals
+      '@stylistic/comma-dangle': ['error', 'always-multiline'],
+    },
+  },
+]

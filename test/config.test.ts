@@ -1,0 +1,77 @@
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { generateSigningKey, resolveSigningKey } from '../src/auth/keys.js'
+import { ConfigError, loadConfig } from '../src/config.js'
+
+t.test('defaults', async t => {
+  const c = loadConfig({})
+  t.equal(c.env, 'development')
+  t.equal(c.port, 3000)
+  t.equal(c.host, '127.0.0.1')
+  t.equal(c.databaseUrl, undefined)
+  t.equal(c.dataDir, './data')
+  t.same(c.jwt, { privateKeyPem: undefined, privateKeyFile: undefined, issuer: 'auth-api', audience: 'auth-api', accessTokenTtl: 900 })
+  t.same(c.refresh, { ttl: 43_200, rememberTtl: 2_592_000, absoluteTtl: 2_592_000, reuseGraceSeconds: 10 })
+  t.equal(c.passwordMinLength, 15)
+  t.same(c.rateLimit, { loginIp: 20, registerIp: 20, refreshIp: 60, ip: 300, loginAccount: 10 })
+  t.equal(c.trustProxy, false)
+})
+
+t.test('values are read and typed', async t => {
+  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '3600', PASSWORD_MIN_LENGTH: '8', DATABASE_URL: 'postgres://u@db:5432/auth', TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' })
+  t.equal(c.port, 8080)
+  t.equal(c.jwt.accessTokenTtl, 3600)
+  t.equal(c.passwordMinLength, 8)
+  t.equal(c.databaseUrl, 'postgres://u@db:5432/auth')
+  t.same(c.trustProxy, ['10.0.0.0/8', '127.0.0.1'])
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
+  t.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2)
+  t.equal(loadConfig({ PORT: '' }).port, 3000, 'an empty variable means unset')
+})
+
+t.test('a bad value stops the start with a message naming the variable', async t => {
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ PORT: 'abc' }, /PORT/],
+    [{ ACCESS_TOKEN_TTL: '7200' }, /ACCESS_TOKEN_TTL must be <= 3600/],
+    [{ PASSWORD_MIN_LENGTH: '6' }, /PASSWORD_MIN_LENGTH must be >= 8/],
+    [{ DATABASE_URL: 'mysql://localhost/db' }, /DATABASE_URL/],
+    [{ NODE_ENV: 'staging' }, /NODE_ENV/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ RATE_LIMIT_LOGIN_IP: '0' }, /RATE_LIMIT_LOGIN_IP/],
+    [{ TRUST_PROXY: 'everyone' }, /TRUST_PROXY/],
+    [{ JWT_PRIVATE_KEY: 'x', JWT_PRIVATE_KEY_FILE: '/x' }, /only one of JWT_PRIVATE_KEY and JWT_PRIVATE_KEY_FILE/],
+  ]
+  for (const [env, message] of bad) t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
+})
+
+t.test('signing keys', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-keys-'))
+  t.throws(() => resolveSigningKey(loadConfig({ NODE_ENV: 'production', DATA_DIR: dir })),
+    { name: 'ConfigError', message: /JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE must be set in production/ })
+
+  const dev = loadConfig({ DATA_DIR: dir })
+  const first = resolveSigningKey(dev)
+  t.equal(first.generatedPath, join(dir, 'jwt-private-key.pem'), 'generated outside production')
+  t.equal(statSync(first.generatedPath!).mode & 0o777, 0o600, 'readable by the owner only')
+  const again = resolveSigningKey(dev)
+  t.equal(again.generatedPath, undefined)
+  t.equal(again.key.kid, first.key.kid, 'reused on the next start')
+
+  const pem = generateSigningKey().privatePem
+  const fromEnv = resolveSigningKey(loadConfig({ NODE_ENV: 'production', JWT_PRIVATE_KEY: pem.replace(/\n/g, '\\n') }))
+  t.equal(fromEnv.key.privatePem, pem, 'escaped newlines are accepted')
+  const file = join(dir, 'key.pem')
+  writeFileSync(file, pem)
+  t.equal(resolveSigningKey(loadConfig({ NODE_ENV: 'production', JWT_PRIVATE_KEY_FILE: file })).key.kid, fromEnv.key.kid)
+  t.match(fromEnv.key.kid, /^[A-Za-z0-9_-]{43}$/)
+  t.equal(readFileSync(file, 'utf8'), pem)
+
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+  t.throws(() => resolveSigningKey(loadConfig({ JWT_PRIVATE_KEY: rsa })), { message: /must be an Ed25519 key/ })
+  t.throws(() => resolveSigningKey(loadConfig({ JWT_PRIVATE_KEY: 'not a key' })), { message: /JWT_PRIVATE_KEY is not a readable PEM/ })
+  t.throws(() => resolveSigningKey(loadConfig({ JWT_PRIVATE_KEY_FILE: join(dir, 'missing.pem') })), { message: /JWT_PRIVATE_KEY_FILE cannot be read: ENOENT/ })
+  t.type(new ConfigError('x'), Error)
+})
