@@ -8,6 +8,7 @@ import { resolveSigningKey, type SigningKey } from './auth/keys.js'
 import type { Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
 import authPlugin from './plugins/auth.js'
+import browserPlugin from './plugins/browser.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import errorsPlugin from './plugins/errors.js'
@@ -87,6 +88,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
 
   // infrastructure, then the app's own services, then routes
   await app.register(rateLimitPlugin)
+  await app.register(browserPlugin)
   await app.register(errorsPlugin)
   await app.register(docsPlugin)
   await app.register(dbPlugin, { handle: options.database })

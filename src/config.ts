@@ -28,6 +28,9 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_REFRESH_IP: Int(1, 1_000_000, 60, 'POST /refresh per client IP per minute'),
   RATE_LIMIT_IP: Int(1, 1_000_000, 300, 'Every other route per client IP per minute'),
   RATE_LIMIT_LOGIN_ACCOUNT: Int(1, 1_000_000, 10, 'Failed logins per account per 15 minutes'),
+  COOKIE_SECURE: Type.Boolean({ default: true, description: 'Cookie mode: Secure and the __Host- prefix (false only for plain-http development)' }),
+  CORS_ORIGINS: Type.String({ default: '', description: 'Comma-separated origins allowed to call the API from a browser, with credentials' }),
+  DOCS_ENABLED: Type.Boolean({ default: true, description: 'Serve /docs and /openapi.json' }),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -43,6 +46,9 @@ export interface Config {
   refresh: { ttl: number, rememberTtl: number, absoluteTtl: number, reuseGraceSeconds: number }
   passwordMinLength: number
   rateLimit: { loginIp: number, registerIp: number, refreshIp: number, ip: number, loginAccount: number }
+  cookieSecure: boolean
+  corsOrigins: string[]
+  docsEnabled: boolean
 }
 
 export class ConfigError extends Error {
@@ -80,6 +86,13 @@ export function loadConfig (source: Record<string, string | undefined> = process
     throw new ConfigError(`Invalid configuration: ${[...new Set(problems)].join('; ')}`)
   }
   const e = input as unknown as Env
+  if (e.NODE_ENV === 'production' && !e.COOKIE_SECURE) {
+    throw new ConfigError('COOKIE_SECURE=false is for plain-http development only; production refuses to start with it')
+  }
+  const corsOrigins = e.CORS_ORIGINS.split(',').map(o => o.trim().replace(/\/$/, '')).filter(Boolean)
+  for (const origin of corsOrigins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) throw new ConfigError(`CORS_ORIGINS: "${origin}" is not an origin like https://app.example.com`)
+  }
   if (e.JWT_PRIVATE_KEY && e.JWT_PRIVATE_KEY_FILE) {
     throw new ConfigError('Set only one of JWT_PRIVATE_KEY and JWT_PRIVATE_KEY_FILE')
   }
@@ -113,5 +126,8 @@ export function loadConfig (source: Record<string, string | undefined> = process
       ip: e.RATE_LIMIT_IP,
       loginAccount: e.RATE_LIMIT_LOGIN_ACCOUNT,
     },
+    cookieSecure: e.COOKIE_SECURE,
+    corsOrigins,
+    docsEnabled: e.DOCS_ENABLED,
   }
 }

@@ -9,6 +9,7 @@ export const problems = {
   invalid_token: { status: 401, title: 'The token is missing, malformed, expired or not valid' },
   refresh_token_reused: { status: 401, title: 'The refresh token was already used; the session has been ended' },
   session_revoked: { status: 401, title: 'The session has ended' },
+  csrf_check_failed: { status: 403, title: 'The request failed the cross-site request check' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'An account with this email already exists' },

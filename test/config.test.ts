@@ -18,6 +18,9 @@ t.test('defaults', async t => {
   t.equal(c.passwordMinLength, 15)
   t.same(c.rateLimit, { loginIp: 20, registerIp: 20, refreshIp: 60, ip: 300, loginAccount: 10 })
   t.equal(c.trustProxy, false)
+  t.equal(c.cookieSecure, true)
+  t.same(c.corsOrigins, [])
+  t.equal(c.docsEnabled, true)
 })
 
 t.test('values are read and typed', async t => {
@@ -30,6 +33,9 @@ t.test('values are read and typed', async t => {
   t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
   t.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2)
   t.equal(loadConfig({ PORT: '' }).port, 3000, 'an empty variable means unset')
+  t.same(loadConfig({ CORS_ORIGINS: 'https://a.example/, http://localhost:5173' }).corsOrigins, ['https://a.example', 'http://localhost:5173'])
+  t.equal(loadConfig({ COOKIE_SECURE: 'false' }).cookieSecure, false)
+  t.equal(loadConfig({ DOCS_ENABLED: 'false' }).docsEnabled, false)
 })
 
 t.test('a bad value stops the start with a message naming the variable', async t => {
@@ -43,6 +49,9 @@ t.test('a bad value stops the start with a message naming the variable', async t
     [{ RATE_LIMIT_LOGIN_IP: '0' }, /RATE_LIMIT_LOGIN_IP/],
     [{ TRUST_PROXY: 'everyone' }, /TRUST_PROXY/],
     [{ JWT_PRIVATE_KEY: 'x', JWT_PRIVATE_KEY_FILE: '/x' }, /only one of JWT_PRIVATE_KEY and JWT_PRIVATE_KEY_FILE/],
+    [{ NODE_ENV: 'production', COOKIE_SECURE: 'false' }, /COOKIE_SECURE=false .* production refuses/],
+    [{ CORS_ORIGINS: 'https://ok.example, *' }, /CORS_ORIGINS: "\*" is not an origin/],
+    [{ CORS_ORIGINS: 'app.example.com' }, /CORS_ORIGINS/],
   ]
   for (const [env, message] of bad) t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
 })

@@ -24,7 +24,11 @@ export interface TokenResponse {
   refreshToken: string
   refreshExpiresIn: number
   user: PublicUser
+  /** Not sent: tells cookie mode whether the cookie is persistent. */
+  rememberMe: boolean
 }
+
+interface IssuedSession { sessionId: string, rememberMe: boolean, token: string, expiresAt: Date }
 
 export interface AuthServiceDeps {
   db: Database
@@ -52,7 +56,7 @@ function conflictFrom (err: unknown): ApiError | undefined {
 }
 
 type RefreshOutcome =
-  | { ok: true, user: UserRow, sessionId: string, token: string, expiresAt: Date }
+  | { ok: true, user: UserRow, session: IssuedSession }
   | { ok: false, code: ProblemCode, detail: string }
 
 export class AuthService {
@@ -65,27 +69,28 @@ export class AuthService {
     return (rememberMe ? r.rememberTtl : r.ttl) * 1000
   }
 
-  private tokenResponse (user: UserRow, sessionId: string, refreshToken: string, refreshExpiresAt: Date, now: Date): TokenResponse {
-    const accessToken = this.deps.signAccessToken({ sub: user.id, sid: sessionId, jti: uuidv7(), iat: Math.floor(now.getTime() / 1000) })
+  private tokenResponse (user: UserRow, session: IssuedSession, now: Date): TokenResponse {
+    const accessToken = this.deps.signAccessToken({ sub: user.id, sid: session.sessionId, jti: uuidv7(), iat: Math.floor(now.getTime() / 1000) })
     return {
       tokenType: 'Bearer',
       accessToken,
       expiresIn: this.deps.config.jwt.accessTokenTtl,
-      refreshToken,
-      refreshExpiresIn: seconds(refreshExpiresAt.getTime() - now.getTime()),
+      refreshToken: session.token,
+      refreshExpiresIn: seconds(session.expiresAt.getTime() - now.getTime()),
       user: toPublicUser(user),
+      rememberMe: session.rememberMe,
     }
   }
 
   /** A new session with its first refresh token, inside the caller's transaction. */
-  private async startSession (tx: Executor, userId: string, rememberMe: boolean, meta: ClientMeta, now: Date) {
+  private async startSession (tx: Executor, userId: string, rememberMe: boolean, meta: ClientMeta, now: Date): Promise<IssuedSession> {
     const sessionId = uuidv7()
     const absoluteExpiresAt = new Date(now.getTime() + this.deps.config.refresh.absoluteTtl * 1000)
     const expiresAt = new Date(Math.min(now.getTime() + this.idleTtlMs(rememberMe), absoluteExpiresAt.getTime()))
     const token = newRefreshToken()
     await insertSession(tx, { id: sessionId, userId, rememberMe, createdAt: now, lastUsedAt: now, absoluteExpiresAt, userAgent: meta.userAgent, ip: meta.ip })
     await insertRefreshToken(tx, { id: uuidv7(), sessionId, tokenHash: hashRefreshToken(token), parentId: null, createdAt: now, expiresAt })
-    return { sessionId, token, expiresAt }
+    return { sessionId, rememberMe, token, expiresAt }
   }
 
   async register (input: { email: string, password: string, username?: string | undefined, name?: string | undefined, rememberMe?: boolean | undefined }, meta: ClientMeta): Promise<TokenResponse> {
@@ -100,7 +105,7 @@ export class AuthService {
         })
         return { user, session: await this.startSession(tx, user.id, input.rememberMe ?? false, meta, now) }
       })
-      return this.tokenResponse(user, session.sessionId, session.token, session.expiresAt, now)
+      return this.tokenResponse(user, session, now)
     } catch (err) {
       throw conflictFrom(err) ?? err
     }
@@ -126,7 +131,7 @@ export class AuthService {
       await clearLoginAttempts(tx, key)
       return this.startSession(tx, user.id, input.rememberMe ?? false, meta, now)
     })
-    return this.tokenResponse(user, session.sessionId, session.token, session.expiresAt, now)
+    return this.tokenResponse(user, session, now)
   }
 
   async refresh (token: string, meta: ClientMeta): Promise<TokenResponse> {
@@ -145,7 +150,7 @@ export class AuthService {
         const graceMs = this.deps.config.refresh.reuseGraceSeconds * 1000
         if (child && !child.spentAt && child.expiresAt > now && now.getTime() - row.token.spentAt.getTime() <= graceMs) {
           // a retry or a second tab: the same successor again
-          return { ok: true, user, sessionId: session.id, token: successor, expiresAt: child.expiresAt }
+          return { ok: true, user, session: { sessionId: session.id, rememberMe: session.rememberMe, token: successor, expiresAt: child.expiresAt } }
         }
         await revokeSession(tx, session.id, 'refresh_token_reused', now)
         return { ok: false, code: 'refresh_token_reused', detail: 'This refresh token was already used; the session has been ended for safety' }
@@ -155,10 +160,10 @@ export class AuthService {
       await markRefreshTokenSpent(tx, row.token.id, now)
       await insertRefreshToken(tx, { id: uuidv7(), sessionId: session.id, tokenHash: hashRefreshToken(successor), parentId: row.token.id, createdAt: now, expiresAt })
       await touchSession(tx, session.id, now, meta)
-      return { ok: true, user, sessionId: session.id, token: successor, expiresAt }
+      return { ok: true, user, session: { sessionId: session.id, rememberMe: session.rememberMe, token: successor, expiresAt } }
     })
     if (!outcome.ok) throw new ApiError(outcome.code, outcome.detail)
-    return this.tokenResponse(outcome.user, outcome.sessionId, outcome.token, outcome.expiresAt, now)
+    return this.tokenResponse(outcome.user, outcome.session, now)
   }
 
   /**

@@ -1,9 +1,9 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import type { AccessClaims, ClientMeta } from '../auth/auth-service.js'
+import type { AccessClaims, ClientMeta, TokenResponse as Tokens } from '../auth/auth-service.js'
 import { ApiError } from '../errors.js'
-import { bearerToken } from '../plugins/auth.js'
+import { bearerToken, unauthorized } from '../plugins/auth.js'
 import { DisplayName, Email, Password, RefreshTokenString, RememberMe, TokenResponse, Username, problemResponses } from '../schemas/common.js'
 
 const RegisterBody = Type.Object({
@@ -21,7 +21,10 @@ const LoginBody = Type.Object({
   rememberMe: Type.Optional(RememberMe),
 }, { additionalProperties: false, description: 'Exactly one of email and username', examples: [{ email: 'ada@example.com', password: 'correct horse battery staple' }] })
 
-const RefreshBody = Type.Object({ refreshToken: RefreshTokenString }, { additionalProperties: false })
+const RefreshBody = Type.Object({ refreshToken: RefreshTokenString }, {
+  additionalProperties: false,
+  description: 'In cookie mode send no body at all: the refresh cookie is read instead.',
+})
 
 const LogoutBody = Type.Object({
   refreshToken: Type.Optional(RefreshTokenString),
@@ -43,14 +46,28 @@ async function normalizeIdentity (request: FastifyRequest) {
   if (typeof body.name === 'string') body.name = body.name.trim()
 }
 
-/** A body is optional for logout: no body reads as {}. */
-async function emptyBodyIsObject (request: FastifyRequest) {
-  if (request.body === undefined || request.body === null) request.body = {}
-}
+const hasNoBody = (request: FastifyRequest) => request.body === undefined || request.body === null
 
 export default async function authRoutes (fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { rateLimit } = app.config
+  const cookie = app.refreshCookie
+
+  /** Body mode sends both tokens; cookie mode keeps the refresh token in an HttpOnly cookie. */
+  function sendTokens (request: FastifyRequest, reply: FastifyReply, tokens: Tokens, status = 200) {
+    reply.code(status)
+    if (!cookie.wanted(request)) return tokens
+    cookie.set(reply, tokens.refreshToken, tokens.rememberMe ? tokens.refreshExpiresIn : undefined)
+    return { tokenType: tokens.tokenType, accessToken: tokens.accessToken, expiresIn: tokens.expiresIn, user: tokens.user }
+  }
+
+  /** A browser refreshing or signing out sends no body: the cookie stands in for it, after the CSRF check. */
+  function bodyFromCookie (request: FastifyRequest): { refreshToken: string } | undefined {
+    const token = cookie.read(request)
+    if (token === undefined) return undefined
+    cookie.assertSameSite(request)
+    return { refreshToken: token }
+  }
 
   app.post('/register', {
     config: { rateLimit: { max: rateLimit.registerIp, timeWindow: 3_600_000 } },
@@ -65,7 +82,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
   }, async (request, reply) => {
     const result = await app.authService.register(request.body, meta(request))
     request.log.info({ event: 'register', userId: result.user.id }, 'account created')
-    return reply.code(201).send(result)
+    return sendTokens(request, reply, result, 201)
   })
 
   app.post('/login', {
@@ -78,7 +95,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       body: LoginBody,
       response: { 200: TokenResponse, ...problemResponses(400, 401, 413, 415) },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const { email, username } = request.body
     if ((email === undefined) === (username === undefined)) {
       throw new ApiError('validation_failed', 'Send exactly one of email and username', {
@@ -88,7 +105,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
     try {
       const result = await app.authService.login(request.body, meta(request))
       request.log.info({ event: 'login', userId: result.user.id }, 'signed in')
-      return result
+      return sendTokens(request, reply, result)
     } catch (err) {
       if (err instanceof ApiError) request.log.info({ event: 'login_failed', code: err.code }, 'sign-in refused')
       throw err
@@ -97,31 +114,41 @@ export default async function authRoutes (fastify: FastifyInstance) {
 
   app.post('/refresh', {
     config: { rateLimit: { max: rateLimit.refreshIp, timeWindow: 60_000 } },
+    preValidation: async (request) => {
+      if (!hasNoBody(request)) return
+      const body = bodyFromCookie(request)
+      if (!body) throw unauthorized('No refresh token: send { "refreshToken": … } or, in cookie mode, the refresh cookie', false)
+      request.body = body
+    },
     schema: {
       tags: ['auth'],
       operationId: 'refresh',
       summary: 'Exchange a refresh token for new tokens (the old one is spent)',
       body: RefreshBody,
-      response: { 200: TokenResponse, ...problemResponses(400, 401, 413, 415) },
+      response: { 200: TokenResponse, ...problemResponses(400, 401, 403, 413, 415) },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     try {
-      return await app.authService.refresh(request.body.refreshToken, meta(request))
+      return sendTokens(request, reply, await app.authService.refresh(request.body.refreshToken, meta(request)))
     } catch (err) {
       if (err instanceof ApiError && err.code === 'refresh_token_reused') request.log.warn({ event: 'refresh_reuse' }, 'refresh token reuse: session revoked')
+      // a dead cookie is of no use to the browser
+      if (err instanceof ApiError && err.statusCode === 401 && cookie.wanted(request)) cookie.clear(reply)
       throw err
     }
   })
 
   app.post('/logout', {
-    preValidation: emptyBodyIsObject,
+    preValidation: async (request) => {
+      if (hasNoBody(request)) request.body = bodyFromCookie(request) ?? {}
+    },
     schema: {
       tags: ['auth'],
       operationId: 'logout',
       summary: 'Sign out this session, the others, or all',
       security: [{ bearerAuth: [] }, {}],
       body: LogoutBody,
-      response: { 204: Type.Null({ description: 'Signed out (also when the token was unknown or already spent)' }), ...problemResponses(400, 401, 413, 415) },
+      response: { 204: Type.Null({ description: 'Signed out (also when the token was unknown or already spent)' }), ...problemResponses(400, 401, 403, 413, 415) },
     },
   }, async (request, reply) => {
     const scope = request.body.scope ?? 'local'
@@ -139,6 +166,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       caller = { sub: request.principal!.user.id, sid: request.principal!.sessionId }
     }
     await app.authService.logout({ refreshToken: request.body.refreshToken, scope }, caller)
+    if (cookie.wanted(request) || cookie.read(request) !== undefined) cookie.clear(reply)
     request.log.info({ event: 'logout', scope, userId: caller?.sub }, 'signed out')
     return reply.code(204).send(null)
   })

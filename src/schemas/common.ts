@@ -23,8 +23,8 @@ export const TokenResponse = Type.Object({
   tokenType: Type.Literal('Bearer'),
   accessToken: Type.String({ description: 'EdDSA-signed JWT (typ at+jwt)' }),
   expiresIn: Type.Integer({ description: 'Seconds until the access token expires' }),
-  refreshToken: Type.String({ description: 'Opaque, single use: each refresh returns a new one' }),
-  refreshExpiresIn: Type.Integer({ description: 'Seconds until the refresh token expires unless used' }),
+  refreshToken: Type.Optional(Type.String({ description: 'Opaque, single use: each refresh returns a new one. Absent in cookie mode (X-Auth-Mode: cookie), where it is set as an HttpOnly cookie instead.' })),
+  refreshExpiresIn: Type.Optional(Type.Integer({ description: 'Seconds until the refresh token expires unless used. Absent in cookie mode.' })),
   user: User,
 })
 
@@ -40,6 +40,7 @@ export const Problem = Type.Object({
 const describe: Record<number, string> = {
   400: 'The request is not valid (validation_failed, or a password rule)',
   401: 'Not authenticated',
+  403: 'Cookie mode: the request failed the cross-site check (csrf_check_failed)',
   404: 'Not found',
   409: 'Conflict with an existing account',
   413: 'The body is over 16 KiB',
