@@ -1,4 +1,5 @@
 import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 
@@ -25,6 +26,10 @@ async function docsPlugin (app: FastifyInstance) {
       },
     },
   })
+  // Interactive docs; DOCS_ENABLED=false turns them off (the document itself stays at /openapi.json).
+  if (app.config.docsEnabled) {
+    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true, persistAuthorization: false } })
+  }
 }
 
-export default fp(docsPlugin, { name: 'docs' })
+export default fp(docsPlugin, { name: 'docs', dependencies: ['config'] })

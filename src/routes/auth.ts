@@ -4,7 +4,7 @@ import { Type } from 'typebox'
 import type { AccessClaims, ClientMeta, TokenResponse as Tokens } from '../auth/auth-service.js'
 import { ApiError } from '../errors.js'
 import { bearerToken, unauthorized } from '../plugins/auth.js'
-import { DisplayName, Email, Password, RefreshTokenString, RememberMe, TokenResponse, Username, problemResponses } from '../schemas/common.js'
+import { described, DisplayName, Email, Password, RefreshTokenString, RememberMe, TokenResponse, Username, problemResponses } from '../schemas/common.js'
 
 const RegisterBody = Type.Object({
   email: Email,
@@ -24,6 +24,7 @@ const LoginBody = Type.Object({
 const RefreshBody = Type.Object({ refreshToken: RefreshTokenString }, {
   additionalProperties: false,
   description: 'In cookie mode send no body at all: the refresh cookie is read instead.',
+  examples: [{ refreshToken: 'kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo' }],
 })
 
 const LogoutBody = Type.Object({
@@ -31,7 +32,11 @@ const LogoutBody = Type.Object({
   scope: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('others'), Type.Literal('global')], {
     description: 'local (default): this session; others: every other session of the user; global: all of them. others and global need the bearer token.',
   })),
-}, { additionalProperties: false })
+}, {
+  additionalProperties: false,
+  description: 'Optional: with no body, the bearer token (or the refresh cookie) names the session',
+  examples: [{ refreshToken: 'kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo', scope: 'local' }],
+})
 
 const meta = (request: FastifyRequest): ClientMeta => ({
   ip: request.ip ?? null,
@@ -77,7 +82,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       operationId: 'register',
       summary: 'Create an account and sign in',
       body: RegisterBody,
-      response: { 201: TokenResponse, ...problemResponses(400, 409, 413, 415) },
+      response: { 201: described(TokenResponse, 'Account created and signed in'), ...problemResponses(400, 409, 413, 415) },
     },
   }, async (request, reply) => {
     const result = await app.authService.register(request.body, meta(request))
@@ -93,7 +98,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       operationId: 'login',
       summary: 'Sign in with email or username and password',
       body: LoginBody,
-      response: { 200: TokenResponse, ...problemResponses(400, 401, 413, 415) },
+      response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 401, 413, 415) },
     },
   }, async (request, reply) => {
     const { email, username } = request.body
@@ -125,7 +130,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       operationId: 'refresh',
       summary: 'Exchange a refresh token for new tokens (the old one is spent)',
       body: RefreshBody,
-      response: { 200: TokenResponse, ...problemResponses(400, 401, 403, 413, 415) },
+      response: { 200: described(TokenResponse, 'New tokens; the presented refresh token is spent'), ...problemResponses(400, 401, 403, 413, 415) },
     },
   }, async (request, reply) => {
     try {

@@ -5,15 +5,16 @@ import { ApiError } from '../errors.js'
 import { problemResponses } from '../schemas/common.js'
 
 const Status = Type.Object({ status: Type.String() })
+const ok = (status: string, description: string) => ({ ...Status, description, examples: [{ status }] })
 const READY_TIMEOUT_MS = 2000
 
 export default async function healthRoutes (app: FastifyInstance) {
   app.get('/health', {
-    schema: { tags: ['ops'], operationId: 'health', summary: 'The process is running', response: { 200: Status } },
+    schema: { tags: ['ops'], operationId: 'health', summary: 'The process is running', response: { 200: ok('ok', 'The process is running'), ...problemResponses() } },
   }, async () => ({ status: 'ok' }))
 
   app.get('/ready', {
-    schema: { tags: ['ops'], operationId: 'ready', summary: 'The database answers', response: { 200: Status, ...problemResponses() } },
+    schema: { tags: ['ops'], operationId: 'ready', summary: 'The database answers', response: { 200: ok('ready', 'The database answers'), ...problemResponses() } },
   }, async () => {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {

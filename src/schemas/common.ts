@@ -1,5 +1,5 @@
 import { Type, type TSchema } from 'typebox'
-import { problems } from '../errors.js'
+import { problems, toProblem, type ProblemCode } from '../errors.js'
 
 const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
 
@@ -11,13 +11,15 @@ export const Password = Type.String({ maxLength: 1024, description: 'NFKC-normal
 export const RememberMe = Type.Boolean({ description: 'Longer idle lifetime for the session (REFRESH_TOKEN_REMEMBER_TTL)' })
 export const RefreshTokenString = Type.String({ maxLength: 512, description: 'Opaque refresh token (base64url)', examples: ['kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo'] })
 
+const userExample = { id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', createdAt: '2026-11-23T11:28:39.506Z' }
+
 export const User = Type.Object({
   id: Type.String({ format: 'uuid' }),
   email: Type.String({ format: 'email' }),
   username: nullable(Type.String()),
   name: nullable(Type.String()),
   createdAt: Type.String({ format: 'date-time' }),
-})
+}, { description: 'The signed-in user', examples: [userExample] })
 
 export const TokenResponse = Type.Object({
   tokenType: Type.Literal('Bearer'),
@@ -26,6 +28,16 @@ export const TokenResponse = Type.Object({
   refreshToken: Type.Optional(Type.String({ description: 'Opaque, single use: each refresh returns a new one. Absent in cookie mode (X-Auth-Mode: cookie), where it is set as an HttpOnly cookie instead.' })),
   refreshExpiresIn: Type.Optional(Type.Integer({ description: 'Seconds until the refresh token expires unless used. Absent in cookie mode.' })),
   user: User,
+}, {
+  description: 'Signed in: an access token for the Authorization header, and a refresh token to get the next one',
+  examples: [{
+    tokenType: 'Bearer',
+    accessToken: 'eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl',
+    expiresIn: 900,
+    refreshToken: 'kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo',
+    refreshExpiresIn: 43200,
+    user: userExample,
+  }],
 })
 
 export const Problem = Type.Object({
@@ -36,6 +48,20 @@ export const Problem = Type.Object({
   detail: Type.Optional(Type.String()),
   errors: Type.Optional(Type.Array(Type.Object({ path: Type.String({ description: 'JSON Pointer into the request' }), message: Type.String() }))),
 }, { title: 'Problem', description: 'RFC 9457 problem details' })
+
+// One representative problem per status, for the document's examples.
+const exampleCode: Record<number, ProblemCode> = {
+  400: 'validation_failed',
+  401: 'invalid_token',
+  403: 'csrf_check_failed',
+  404: 'not_found',
+  409: 'email_taken',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'too_many_requests',
+  500: 'internal_error',
+  503: 'service_unavailable',
+}
 
 const describe: Record<number, string> = {
   400: 'The request is not valid (validation_failed, or a password rule)',
@@ -54,7 +80,18 @@ const describe: Record<number, string> = {
 export function problemResponses (...statuses: number[]) {
   const out: Record<number, unknown> = {}
   for (const status of [...statuses, 429, 500, 503]) {
-    out[status] = { description: describe[status] ?? 'Problem', content: { 'application/problem+json': { schema: Problem } } }
+    const code = exampleCode[status] ?? 'internal_error'
+    const example = code === 'validation_failed'
+      ? toProblem(code, '/email must match format "email"', [{ path: '/email', message: 'must match format "email"' }])
+      : toProblem(code)
+    out[status] = {
+      description: describe[status] ?? 'Problem',
+      content: { 'application/problem+json': { schema: { ...Problem, examples: [example] } } },
+    }
   }
   return out
 }
+
+/** A response schema with the description the OpenAPI document shows for it. */
+export const described = <T extends TSchema>(schema: T, description: string, examples?: unknown[]): T =>
+  ({ ...schema, description, ...(examples ? { examples } : {}) })

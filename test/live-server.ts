@@ -1,0 +1,55 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Test } from './helper.js'
+import { createServerDatabase } from './helper.js'
+
+// The real process, as `npm start` runs it (npm itself does not pass signals on, so it is left out).
+const root = new URL('..', import.meta.url).pathname
+
+export async function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => resolve(port))
+    }).on('error', reject)
+  })
+}
+
+export function start (env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout!.on('data', d => { output += d })
+  child.stderr!.on('data', d => { output += d })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  return { child, exited, output: () => output }
+}
+
+export async function waitForListening (proc: { output: () => string, exited: Promise<number | null> }, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (proc.output().includes('Server listening')) return
+    const done = await Promise.race([proc.exited.then(() => true), new Promise(resolve => setTimeout(() => resolve(false), 100))])
+    if (done) throw new Error(`server exited early:\n${proc.output()}`)
+  }
+  throw new Error(`server did not start:\n${proc.output()}`)
+}
+
+export const kill = (child: ChildProcess) => { if (child.exitCode === null) child.kill('SIGKILL') }
+
+/** A server process on a free port, on its own fresh database; stopped when the test ends. */
+export async function liveServer (t: Test, env: Record<string, string> = {}) {
+  const port = await freePort()
+  const base: Record<string, string> = { PORT: String(port), DATA_DIR: mkdtempSync(join(tmpdir(), 'auth-data-')), LOG_LEVEL: 'info' }
+  if (process.env.TEST_DATABASE_URL) base.DATABASE_URL = await createServerDatabase(process.env.TEST_DATABASE_URL)
+  const proc = start({ ...base, ...env })
+  t.teardown(() => kill(proc.child))
+  await waitForListening(proc)
+  return { ...proc, port, url: `http://127.0.0.1:${port}` }
+}
