@@ -14,6 +14,7 @@ import docsPlugin from './plugins/docs.js'
 import errorsPlugin from './plugins/errors.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import authRoutes from './routes/auth.js'
+import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
 import meRoutes from './routes/me.js'
 import wellKnownRoutes from './routes/well-known.js'
@@ -100,5 +101,6 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(wellKnownRoutes)
   await app.register(authRoutes)
   await app.register(meRoutes)
+  if (config.env !== 'production') await app.register(demoRoutes)
   return app
 }

@@ -131,3 +131,19 @@ t.test('per-IP limit on /refresh', async t => {
   assertProblem(t, await app.inject({ method: 'POST', url: '/refresh', payload }), 429, 'too_many_requests')
   t.equal((await app.inject({ method: 'POST', url: '/login', payload: { email: 'a@example.com', password: 'whatever it is' } })).statusCode, 401, 'login keeps its own budget')
 })
+
+t.test('docs and the demo page: on in development, off by config or in production', async t => {
+  const dev = await build(t)
+  const docs = await dev.inject({ url: '/docs/' })
+  t.equal(docs.statusCode, 200)
+  t.match(docs.headers['content-type'], /text\/html/)
+  const demo = await dev.inject({ url: '/demo' })
+  t.equal(demo.statusCode, 200)
+  t.match(String(demo.headers['content-security-policy']), /script-src 'self'/)
+  t.equal((await dev.inject({ url: '/demo/app.js' })).statusCode, 200)
+
+  const prod = await build(t, { env: { NODE_ENV: 'production', DOCS_ENABLED: 'false' } })
+  assertProblem(t, await prod.inject({ url: '/docs/' }), 404, 'not_found')
+  assertProblem(t, await prod.inject({ url: '/demo' }), 404, 'not_found')
+  t.equal((await prod.inject({ url: '/openapi.json' })).statusCode, 200, 'the document itself stays')
+})

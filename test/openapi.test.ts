@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { generateOpenApi } from '../scripts/openapi-document.js'
+import { generatePostmanCollection } from '../scripts/postman.js'
 
 t.test('openapi/openapi.json is what the route schemas generate (run `npm run openapi`)', async t => {
   const committed = readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8')
@@ -10,4 +11,27 @@ t.test('openapi/openapi.json is what the route schemas generate (run `npm run op
   t.equal(spec.openapi, '3.1.0')
   const operations = Object.values(spec.paths as Record<string, Record<string, { operationId?: string }>>).flatMap(p => Object.values(p))
   t.ok(operations.every(o => o.operationId), 'every operation has an id')
+})
+
+t.test('openapi/auth-api.postman_collection.json is what the spec converts to (run `npm run openapi`)', async t => {
+  const committed = readFileSync(new URL('../openapi/auth-api.postman_collection.json', import.meta.url), 'utf8')
+  const spec = readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8')
+  t.equal(committed, await generatePostmanCollection(JSON.parse(spec)))
+})
+
+t.test('every route documents its statuses with problem+json and examples', async t => {
+  const spec = JSON.parse(readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8'))
+  for (const [path, methods] of Object.entries(spec.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: unknown, schema: { examples?: unknown[] } }> }>, tags?: string[] }>>)) {
+    for (const [method, op] of Object.entries(methods)) {
+      const where = `${method.toUpperCase()} ${path}`
+      t.ok(op.tags?.length, `${where} has a tag`)
+      for (const status of ['429', '500', '503']) t.ok(op.responses[status], `${where} documents ${status}`)
+      for (const [status, response] of Object.entries(op.responses)) {
+        if (status === '204') continue
+        const [type, media] = Object.entries(response.content ?? {})[0] ?? []
+        t.ok(media?.example ?? media?.schema.examples?.length, `${where} ${status} has an example`)
+        if (Number(status) >= 400) t.equal(type, 'application/problem+json', `${where} ${status} is a problem`)
+      }
+    }
+  }
 })

@@ -1,0 +1,71 @@
+/// <reference lib="dom" />
+import { existsSync } from 'node:fs'
+import { chromium } from 'playwright-core'
+import t from 'tap'
+import { newAccount } from './helper.js'
+import { liveServer } from './live-server.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+
+// CI installs Debian's chromium; a developer without it sees this test skipped, not passed.
+t.test('the /demo page signs up, stays signed in by silent refresh, and never exposes a token to scripts', {
+  skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
+}, async t => {
+  // plain http on 127.0.0.1, so the development cookie (no Secure, no __Host- prefix)
+  const server = await liveServer(t, { COOKIE_SECURE: 'false', ACCESS_TOKEN_TTL: '30' })
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  t.teardown(() => browser.close())
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+
+  await page.goto(`${server.url}/demo`)
+  await page.waitForSelector('body[data-ready="true"]')
+  t.equal(await page.textContent('#status'), 'signed out')
+
+  const account = newAccount()
+  await page.fill('#register input[name=email]', account.email)
+  await page.fill('#register input[name=password]', account.password)
+  await page.fill('#register input[name=name]', 'Browser User')
+  await page.click('#register button')
+  await page.waitForSelector(`#status:text("signed in as ${account.email}")`)
+
+  await page.evaluate(() => { document.getElementById('out')!.textContent = '' })
+  await page.click('#me')
+  await page.waitForFunction(email => document.getElementById('out')!.textContent!.includes(email), account.email)
+  t.match(await page.textContent('#out'), /"name": "Browser User"/)
+
+  // tokens are out of reach of any script on the page
+  const exposed = await page.evaluate(() => ({ cookie: document.cookie, local: localStorage.length, session: sessionStorage.length }))
+  t.same(exposed, { cookie: '', local: 0, session: 0 })
+  const [cookie] = (await context.cookies()).filter(c => c.name === 'refresh')
+  t.ok(cookie, 'the refresh cookie is set')
+  t.equal(cookie!.httpOnly, true)
+  t.equal(cookie!.sameSite, 'Strict')
+  t.equal(cookie!.path, '/')
+
+  // the access token (30 s) is renewed silently 25 s before it expires
+  const refreshed = await page.waitForResponse(r => r.url().endsWith('/refresh') && r.request().method() === 'POST', { timeout: 20_000 })
+  t.equal(refreshed.status(), 200)
+  t.equal((await refreshed.json()).refreshToken, undefined, 'no refresh token in the body')
+  await page.waitForSelector('body[data-refreshes="1"]')
+  await page.click('#me')
+  await page.waitForFunction(() => document.getElementById('out')!.textContent!.includes('"id"'))
+
+  // a reload keeps the session through the cookie
+  await page.reload()
+  await page.waitForSelector('body[data-ready="true"]')
+  t.equal(await page.textContent('#status'), `signed in as ${account.email}`)
+
+  await page.click('#logout')
+  await page.waitForSelector('#status:text("signed out")')
+  t.same((await context.cookies()).filter(c => c.name === 'refresh'), [], 'the cookie is cleared')
+  await page.reload()
+  await page.waitForSelector('body[data-ready="true"]')
+  t.equal(await page.textContent('#status'), 'signed out', 'and stays signed out')
+  t.same(errors, [], 'no script errors')
+})
