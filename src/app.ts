@@ -12,7 +12,10 @@ import browserPlugin from './plugins/browser.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import errorsPlugin from './plugins/errors.js'
+import metricsPlugin from './plugins/metrics.js'
+import prunePlugin from './plugins/prune.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
+import redisPlugin from './plugins/redis.js'
 import authRoutes from './routes/auth.js'
 import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
@@ -88,12 +91,15 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   app.addHook('onRequest', async (_request, reply) => { reply.header('cache-control', 'no-store') })
 
   // infrastructure, then the app's own services, then routes
+  await app.register(redisPlugin)
   await app.register(rateLimitPlugin)
   await app.register(browserPlugin)
   await app.register(errorsPlugin)
   await app.register(docsPlugin)
+  await app.register(metricsPlugin)
   await app.register(dbPlugin, { handle: options.database })
   await app.register(authPlugin, { signingKey: key.key })
+  await app.register(prunePlugin)
   if (key.generatedPath) app.log.warn({ path: key.generatedPath, kid: key.key.kid }, 'generated a development signing key (set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE in production)')
   else if (key.path) app.log.info({ path: key.path, kid: key.key.kid }, 'using the development signing key from the data folder')
 

@@ -31,6 +31,13 @@ export const EnvSchema = Type.Object({
   COOKIE_SECURE: Type.Boolean({ default: true, description: 'Cookie mode: Secure and the __Host- prefix (false only for plain-http development)' }),
   CORS_ORIGINS: Type.String({ default: '', description: 'Comma-separated origins allowed to call the API from a browser, with credentials' }),
   DOCS_ENABLED: Type.Boolean({ default: true, description: 'Serve /docs and /openapi.json' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for rate-limit counters shared by every instance' })),
+  REDIS_KEY_PREFIX: Type.String({ default: 'auth:', description: 'Prefix of every Redis key' }),
+  JWT_PREVIOUS_PUBLIC_KEYS: Type.Optional(Type.String({ description: 'PEM public keys still accepted (and published) but never used to sign' })),
+  METRICS_ENABLED: Type.Boolean({ default: false, description: 'Serve Prometheus metrics at /metrics' }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'When set, /metrics needs Authorization: Bearer <token>' })),
+  PRUNE_INTERVAL_SECONDS: Int(0, 86_400 * 7, 3600, 'How often dead sessions and tokens are purged; 0 turns it off'),
+  SHUTDOWN_TIMEOUT_SECONDS: Int(1, 300, 10, 'Longest wait for in-flight requests on SIGTERM'),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -49,6 +56,12 @@ export interface Config {
   cookieSecure: boolean
   corsOrigins: string[]
   docsEnabled: boolean
+  redisUrl: string | undefined
+  redisKeyPrefix: string
+  previousPublicKeysPem: string[]
+  metrics: { enabled: boolean, token: string | undefined }
+  pruneIntervalSeconds: number
+  shutdownTimeoutSeconds: number
 }
 
 export class ConfigError extends Error {
@@ -68,6 +81,12 @@ function parseTrustProxy (value: string): Config['trustProxy'] {
     throw new ConfigError('TRUST_PROXY must be false, true, a hop count, or comma-separated IP addresses/CIDRs')
   }
   return list
+}
+
+function splitPems (value: string): string[] {
+  const pems = value.match(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g) ?? []
+  if (value.trim() && pems.length === 0) throw new ConfigError('JWT_PREVIOUS_PUBLIC_KEYS must hold PEM public keys (-----BEGIN PUBLIC KEY-----)')
+  return pems
 }
 
 /** Reads the environment once; a bad value stops the start with a message naming the variable. */
@@ -129,5 +148,11 @@ export function loadConfig (source: Record<string, string | undefined> = process
     cookieSecure: e.COOKIE_SECURE,
     corsOrigins,
     docsEnabled: e.DOCS_ENABLED,
+    redisUrl: e.REDIS_URL,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    previousPublicKeysPem: splitPems(e.JWT_PREVIOUS_PUBLIC_KEYS?.replace(/\\n/g, '\n') ?? ''),
+    metrics: { enabled: e.METRICS_ENABLED, token: e.METRICS_TOKEN },
+    pruneIntervalSeconds: e.PRUNE_INTERVAL_SECONDS,
+    shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
   }
 }

@@ -24,6 +24,7 @@ export function testConfig (env: Record<string, string> = {}): Config {
     RATE_LIMIT_REFRESH_IP: '10000',
     RATE_LIMIT_IP: '10000',
     RATE_LIMIT_LOGIN_ACCOUNT: '10000',
+    PRUNE_INTERVAL_SECONDS: '0',
     ...env,
   })
 }

@@ -2,12 +2,12 @@ import { v7 as uuidv7 } from 'uuid'
 import type { Config } from '../config.js'
 import type { Database, Executor } from '../db/client.js'
 import { ApiError, type ProblemCode } from '../errors.js'
-import { clearLoginAttempts, reserveLoginAttempt } from '../repositories/login-throttle.js'
 import { findChildToken, findSessionOfToken, insertRefreshToken, lockRefreshToken, markRefreshTokenSpent } from '../repositories/refresh-tokens.js'
 import { insertSession, revokeSession, revokeUserSessions, touchSession } from '../repositories/sessions.js'
 import { findUserByEmail, findUserByUsername, insertUser } from '../repositories/users.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, successorOf } from './refresh-token-crypto.js'
+import type { LoginThrottle } from './login-throttle.js'
 import { throttled } from './throttle.js'
 
 export type Clock = () => number
@@ -35,11 +35,11 @@ export interface AuthServiceDeps {
   config: Config
   clock: Clock
   refreshSecret: Buffer
+  throttle: LoginThrottle
   /** Signs an access token; `iat` is taken from the clock. */
   signAccessToken: (claims: { sub: string, sid: string, jti: string, iat: number }) => string
 }
 
-const LOGIN_WINDOW_MS = 15 * 60_000
 export const toPublicUser = (u: UserRow): PublicUser => ({ id: u.id, email: u.email, username: u.username, name: u.name, createdAt: u.createdAt.toISOString() })
 const seconds = (ms: number) => Math.max(0, Math.floor(ms / 1000))
 
@@ -117,20 +117,17 @@ export class AuthService {
     const user = input.email !== undefined ? await findUserByEmail(db, input.email) : await findUserByUsername(db, input.username!)
     // Keyed by the account when it exists, so email and username share one count; by the identifier otherwise.
     const key = user ? `user:${user.id}` : input.email !== undefined ? `email:${input.email}` : `username:${input.username!.toLowerCase()}`
-    const gate = await reserveLoginAttempt(db, key, now, LOGIN_WINDOW_MS, config.rateLimit.loginAccount)
+    const gate = await this.deps.throttle.reserve(key, now)
     if (!gate.allowed) {
-      const retryAfter = Math.max(1, Math.ceil((gate.windowStartedAt.getTime() + LOGIN_WINDOW_MS - now.getTime()) / 1000))
-      throw throttled(retryAfter, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
+      throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
     }
     const password = normalizePassword(input.password)
     // A password no account can have is refused without hashing; the answer is the same.
     const valid = codePoints(password) <= MAX_PASSWORD_LENGTH &&
       await verifyPassword(user?.passwordHash ?? await dummyHash(), password)
     if (!valid || !user) throw new ApiError('invalid_credentials', 'The email, username or password is not correct')
-    const session = await db.transaction(async tx => {
-      await clearLoginAttempts(tx, key)
-      return this.startSession(tx, user.id, input.rememberMe ?? false, meta, now)
-    })
+    await this.deps.throttle.clear(key)
+    const session = await db.transaction(tx => this.startSession(tx, user.id, input.rememberMe ?? false, meta, now))
     return this.tokenResponse(user, session, now)
   }
 

@@ -20,6 +20,22 @@ function thumbprint (x: string): string {
   return createHash('sha256').update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x })).digest('base64url')
 }
 
+export interface VerificationKey { kid: string, publicPem: string, jwk: PublicJwk }
+
+/** A retired key's public half: still accepted and published, never used to sign. */
+export function verificationKeyFromPem (pem: string, source: string): VerificationKey {
+  let key: KeyObject
+  try {
+    key = createPublicKey(pem)
+  } catch {
+    throw new ConfigError(`${source} holds a PEM block that is not a readable public key`)
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new ConfigError(`${source} must hold Ed25519 keys (got ${key.asymmetricKeyType ?? 'unknown'})`)
+  const { x } = key.export({ format: 'jwk' }) as { x: string }
+  const kid = thumbprint(x)
+  return { kid, publicPem: key.export({ format: 'pem', type: 'spki' }).toString(), jwk: { kty: 'OKP', crv: 'Ed25519', x, kid, alg: 'EdDSA', use: 'sig' } }
+}
+
 export function signingKeyFromPem (pem: string, source: string): SigningKey {
   let key: KeyObject
   try {

@@ -1,8 +1,10 @@
 import fastifyJwt from '@fastify/jwt'
+import { createVerifier } from 'fast-jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AuthService, toPublicUser, type AccessClaims, type PublicUser } from '../auth/auth-service.js'
-import type { SigningKey } from '../auth/keys.js'
+import { verificationKeyFromPem, type PublicJwk, type SigningKey } from '../auth/keys.js'
+import { databaseThrottle, redisThrottle } from '../auth/login-throttle.js'
 import { dummyHash } from '../auth/passwords.js'
 import { ApiError } from '../errors.js'
 import { findSessionWithUser } from '../repositories/sessions.js'
@@ -11,6 +13,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     authService: AuthService
     signingKey: SigningKey
+    /** Every key a token may be signed with: the signing key first, then retired ones (JWT_PREVIOUS_PUBLIC_KEYS). */
+    publicKeys: PublicJwk[]
     /** onRequest guard: a valid access token of a live session, or 401 with the RFC 6750 challenge. */
     authenticate: (request: FastifyRequest) => Promise<void>
     /** Verifies an access token; `ignoreExpiration` serves logout with an expired token. */
@@ -37,24 +41,46 @@ export function bearerToken (request: FastifyRequest): string | undefined {
   return match ? match[1] : ''
 }
 
+/** The unverified header's kid, only to choose a key; the verifier checks everything else. */
+function kidOf (token: string): string {
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString()) as { kid?: unknown }
+    return typeof header.kid === 'string' ? header.kid : ''
+  } catch {
+    return ''
+  }
+}
+
 async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey }) {
   const { config, clock } = app
   const key = opts.signingKey
   const { issuer, audience, accessTokenTtl } = config.jwt
 
+  const verifyOptions = {
+    algorithms: ['EdDSA' as const],
+    allowedIss: issuer,
+    allowedAud: audience,
+    requiredClaims: ['iss', 'aud', 'sub', 'sid', 'jti', 'iat', 'exp'],
+    clockTolerance: 30_000,
+    checkTyp: 'at+jwt',
+    complete: true,
+  }
   await app.register(fastifyJwt, {
     secret: { private: key.privatePem, public: key.publicPem },
     sign: { algorithm: 'EdDSA', kid: key.kid, iss: issuer, aud: audience, expiresIn: accessTokenTtl, header: { alg: 'EdDSA', typ: 'at+jwt' } },
-    verify: {
-      algorithms: ['EdDSA'],
-      allowedIss: issuer,
-      allowedAud: audience,
-      requiredClaims: ['iss', 'aud', 'sub', 'sid', 'jti', 'iat', 'exp'],
-      clockTolerance: 30_000,
-      checkTyp: 'at+jwt',
-      complete: true,
-    },
+    verify: verifyOptions,
   })
+
+  // The token's kid picks the key: the signing key or a retired one. One verifier per key, built once.
+  const previous = config.previousPublicKeysPem.map((pem, i) => verificationKeyFromPem(pem, `JWT_PREVIOUS_PUBLIC_KEYS (key ${i + 1})`))
+    .filter(k => k.kid !== key.kid)
+  const accepted = [{ kid: key.kid, publicPem: key.publicPem, jwk: key.jwk }, ...previous]
+  type Verify = (token: string) => { header: { kid?: unknown }, payload: Record<string, unknown> }
+  const verifiers = new Map(accepted.map(k => [k.kid, {
+    strict: createVerifier({ ...verifyOptions, key: k.publicPem }) as Verify,
+    lenient: createVerifier({ ...verifyOptions, key: k.publicPem, ignoreExpiration: true }) as Verify,
+  }]))
+  app.decorate('publicKeys', accepted.map(k => k.jwk))
 
   // computed now, so the first sign-in of an unknown account costs no more than any other
   await dummyHash()
@@ -64,18 +90,23 @@ async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey 
     config,
     clock,
     refreshSecret: key.refreshSecret,
+    throttle: app.redis
+      ? redisThrottle(app.redis, config.redisKeyPrefix, config.rateLimit.loginAccount)
+      : databaseThrottle(app.db, config.rateLimit.loginAccount),
     signAccessToken: claims => app.jwt.sign(claims),
   }))
 
   app.decorate('verifyAccessToken', (token: string, options?: { ignoreExpiration?: boolean }) => {
-    let decoded: { header: { kid?: unknown }, payload: Record<string, unknown> }
+    const verifier = verifiers.get(kidOf(token))
+    if (!verifier) throw unauthorized('The access token is not valid (unknown signing key)', true)
+    let decoded: ReturnType<Verify>
     try {
-      decoded = (options?.ignoreExpiration ? app.jwt.verify(token, { ignoreExpiration: true }) : app.jwt.verify(token)) as typeof decoded
+      decoded = options?.ignoreExpiration ? verifier.lenient(token) : verifier.strict(token)
     } catch {
       throw unauthorized('The access token is not valid or has expired', true)
     }
     const { sub, sid } = decoded.payload
-    if (decoded.header.kid !== key.kid || typeof sub !== 'string' || typeof sid !== 'string' || !UUID.test(sub) || !UUID.test(sid)) {
+    if (typeof sub !== 'string' || typeof sid !== 'string' || !UUID.test(sub) || !UUID.test(sid)) {
       throw unauthorized('The access token is not valid', true)
     }
     return { sub, sid }
@@ -95,4 +126,4 @@ async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey 
   })
 }
 
-export default fp(authPlugin, { name: 'auth', dependencies: ['config', 'db'] })
+export default fp(authPlugin, { name: 'auth', dependencies: ['config', 'db', 'redis'] })

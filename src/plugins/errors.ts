@@ -2,6 +2,13 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { ApiError, toProblem, type FieldError, type ProblemCode } from '../errors.js'
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The problem code this request was answered with, for metrics and logs. */
+    problemCode: ProblemCode | null
+  }
+}
+
 type ValidationIssue = NonNullable<FastifyError['validation']>[number]
 
 // Driver and network failures that mean "the database is not there right now".
@@ -14,7 +21,7 @@ const UNAVAILABLE = new Set([
 export function isDatabaseUnavailable (err: unknown): boolean {
   for (let e = err as { code?: unknown, cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     if (typeof e.code === 'string' && UNAVAILABLE.has(e.code)) return true
-    if (e instanceof Error && /PGlite is closed/i.test(e.message)) return true
+    if (e instanceof Error && /PGlite is closed|Stream isn't writeable|Connection is closed|enableOfflineQueue/i.test(e.message)) return true
   }
   return false
 }
@@ -51,7 +58,7 @@ function classify (err: FastifyError): ApiError {
   if (err instanceof SyntaxError || err.code === 'FST_ERR_BAD_URL' || /prototype|constructor/i.test(err.code ?? '')) {
     return new ApiError('validation_failed', 'The request is malformed', { cause: err })
   }
-  if (isDatabaseUnavailable(err)) return new ApiError('service_unavailable', 'The database is unavailable; try again shortly', { cause: err, headers: { 'retry-after': 5 } })
+  if (isDatabaseUnavailable(err)) return new ApiError('service_unavailable', 'A backing service is unavailable; try again shortly', { cause: err, headers: { 'retry-after': 5 } })
   const status = err.statusCode ?? 500
   if (status === 404) return new ApiError('not_found', undefined, { cause: err })
   if (status === 413) return new ApiError('payload_too_large', undefined, { cause: err })
@@ -62,11 +69,13 @@ function classify (err: FastifyError): ApiError {
 }
 
 export function sendProblem (reply: FastifyReply, error: ApiError) {
+  reply.request.problemCode = error.code
   reply.code(error.statusCode).headers(error.headers).type('application/problem+json')
   return reply.send(toProblem(error.code, error.detail, error.errors))
 }
 
 async function errorsPlugin (app: FastifyInstance) {
+  app.decorateRequest('problemCode', null)
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const problem = classify(err)
     if (problem.statusCode >= 500) {

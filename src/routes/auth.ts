@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { AccessClaims, ClientMeta, TokenResponse as Tokens } from '../auth/auth-service.js'
+import { audit } from '../audit.js'
 import { ApiError } from '../errors.js'
 import { bearerToken, unauthorized } from '../plugins/auth.js'
 import { described, DisplayName, Email, Password, RefreshTokenString, RememberMe, TokenResponse, Username, problemResponses } from '../schemas/common.js'
@@ -86,12 +87,13 @@ export default async function authRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     const result = await app.authService.register(request.body, meta(request))
-    request.log.info({ event: 'register', userId: result.user.id }, 'account created')
+    audit(request, 'register', { userId: result.user.id })
     return sendTokens(request, reply, result, 201)
   })
 
   app.post('/login', {
-    config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000 } },
+    // fail closed: if the shared counter cannot be reached, sign-in waits (503) rather than going unlimited
+    config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000, skipOnError: false } },
     preValidation: normalizeIdentity,
     schema: {
       tags: ['auth'],
@@ -109,10 +111,10 @@ export default async function authRoutes (fastify: FastifyInstance) {
     }
     try {
       const result = await app.authService.login(request.body, meta(request))
-      request.log.info({ event: 'login', userId: result.user.id }, 'signed in')
+      audit(request, 'login_success', { userId: result.user.id })
       return sendTokens(request, reply, result)
     } catch (err) {
-      if (err instanceof ApiError) request.log.info({ event: 'login_failed', code: err.code }, 'sign-in refused')
+      if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code })
       throw err
     }
   })
@@ -136,7 +138,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
     try {
       return sendTokens(request, reply, await app.authService.refresh(request.body.refreshToken, meta(request)))
     } catch (err) {
-      if (err instanceof ApiError && err.code === 'refresh_token_reused') request.log.warn({ event: 'refresh_reuse' }, 'refresh token reuse: session revoked')
+      if (err instanceof ApiError && err.code === 'refresh_token_reused') audit(request, 'refresh_reuse', { sessionRevoked: true })
       // a dead cookie is of no use to the browser
       if (err instanceof ApiError && err.statusCode === 401 && cookie.wanted(request)) cookie.clear(reply)
       throw err
@@ -172,7 +174,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
     }
     await app.authService.logout({ refreshToken: request.body.refreshToken, scope }, caller)
     if (cookie.wanted(request) || cookie.read(request) !== undefined) cookie.clear(reply)
-    request.log.info({ event: 'logout', scope, userId: caller?.sub }, 'signed out')
+    audit(request, 'logout', { scope, userId: caller?.sub, sessionId: caller?.sid })
     return reply.code(204).send(null)
   })
 }

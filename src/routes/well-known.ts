@@ -22,7 +22,7 @@ export default async function wellKnownRoutes (app: FastifyInstance) {
     schema: { tags: ['keys'], operationId: 'getJwks', summary: 'Public keys that verify access tokens', response: { 200: Jwks, ...problemResponses() } },
   }, async (_request, reply) => {
     reply.header('cache-control', 'public, max-age=300')
-    return { keys: [app.signingKey.jwk] }
+    return { keys: app.publicKeys }
   })
 
   app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) => {

@@ -1,0 +1,58 @@
+import type { Redis } from 'ioredis'
+import type { Database } from '../db/client.js'
+import { ApiError } from '../errors.js'
+import { clearLoginAttempts, reserveLoginAttempt } from '../repositories/login-throttle.js'
+
+export const LOGIN_WINDOW_MS = 15 * 60_000
+
+/**
+ * Failed sign-ins per account, where every instance sees them. `reserve` counts an attempt before the
+ * password is checked, atomically, so parallel attempts cannot exceed the limit; a success clears it.
+ */
+export interface LoginThrottle {
+  reserve (key: string, now: Date): Promise<{ allowed: true } | { allowed: false, retryAfterSeconds: number }>
+  clear (key: string): Promise<void>
+}
+
+const retryAfter = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
+
+export function databaseThrottle (db: Database, limit: number): LoginThrottle {
+  return {
+    async reserve (key, now) {
+      const gate = await reserveLoginAttempt(db, key, now, LOGIN_WINDOW_MS, limit)
+      return gate.allowed ? gate : { allowed: false, retryAfterSeconds: retryAfter(gate.windowStartedAt.getTime() + LOGIN_WINDOW_MS - now.getTime()) }
+    },
+    clear: key => clearLoginAttempts(db, key),
+  }
+}
+
+// Count and window start in one atomic step; the key expires with its window.
+const RESERVE = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return {0, redis.call('PTTL', KEYS[1])} end
+n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {1, redis.call('PTTL', KEYS[1])}`
+
+/** Fails closed: without Redis no attempt is allowed (503), since the limit could not be enforced. */
+export function redisThrottle (redis: Redis, prefix: string, limit: number): LoginThrottle {
+  const unavailable = (cause: unknown) => new ApiError('service_unavailable', 'Sign-in is briefly unavailable; try again shortly', { cause, headers: { 'retry-after': 5 } })
+  return {
+    async reserve (key) {
+      let result: [number, number]
+      try {
+        result = await redis.eval(RESERVE, 1, `${prefix}login:${key}`, limit, LOGIN_WINDOW_MS) as [number, number]
+      } catch (err) {
+        throw unavailable(err)
+      }
+      return result[0] === 1 ? { allowed: true } : { allowed: false, retryAfterSeconds: retryAfter(result[1]) }
+    },
+    async clear (key) {
+      try {
+        await redis.del(`${prefix}login:${key}`)
+      } catch (err) {
+        throw unavailable(err)
+      }
+    },
+  }
+}
