@@ -90,6 +90,12 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   // Auth responses must never be stored by a cache; routes that may be cached say so.
   app.addHook('onRequest', async (_request, reply) => { reply.header('cache-control', 'no-store') })
 
+  // On shutdown, answers to requests still in flight close their connection, so a keep-alive
+  // connection that turns idle after the close began cannot hold the exit until its timeout.
+  let closing = false
+  app.addHook('preClose', async () => { closing = true })
+  app.addHook('onSend', async (_request, reply) => { if (closing) reply.header('connection', 'close') })
+
   // infrastructure, then the app's own services, then routes
   await app.register(redisPlugin)
   await app.register(rateLimitPlugin)

@@ -47,7 +47,7 @@ export const kill = (child: ChildProcess) => { if (child.exitCode === null) chil
 export async function liveServer (t: Test, env: Record<string, string> = {}) {
   const port = await freePort()
   const base: Record<string, string> = { PORT: String(port), DATA_DIR: mkdtempSync(join(tmpdir(), 'auth-data-')), LOG_LEVEL: 'info' }
-  if (process.env.TEST_DATABASE_URL) base.DATABASE_URL = await createServerDatabase(process.env.TEST_DATABASE_URL)
+  if (process.env.TEST_DATABASE_URL && !env.DATABASE_URL) base.DATABASE_URL = await createServerDatabase(process.env.TEST_DATABASE_URL)
   const proc = start({ ...base, ...env })
   t.teardown(() => kill(proc.child))
   await waitForListening(proc)

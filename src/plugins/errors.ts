@@ -11,17 +11,17 @@ declare module 'fastify' {
 
 type ValidationIssue = NonNullable<FastifyError['validation']>[number]
 
-// Driver and network failures that mean "the database is not there right now".
+// Driver and network failures that mean "the database (or Redis) is not there right now".
 const UNAVAILABLE = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN',
   'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED',
   '57P01', '57P02', '57P03', '53300', '08000', '08001', '08003', '08004', '08006', '57014',
 ])
 
-export function isDatabaseUnavailable (err: unknown): boolean {
+export function isBackendUnavailable (err: unknown): boolean {
   for (let e = err as { code?: unknown, cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     if (typeof e.code === 'string' && UNAVAILABLE.has(e.code)) return true
-    if (e instanceof Error && /PGlite is closed|Stream isn't writeable|Connection is closed|enableOfflineQueue/i.test(e.message)) return true
+    if (e instanceof Error && (e.name === 'MaxRetriesPerRequestError' || /PGlite is closed|Stream isn't writeable|Connection is closed|enableOfflineQueue/i.test(e.message))) return true
   }
   return false
 }
@@ -58,7 +58,7 @@ function classify (err: FastifyError): ApiError {
   if (err instanceof SyntaxError || err.code === 'FST_ERR_BAD_URL' || /prototype|constructor/i.test(err.code ?? '')) {
     return new ApiError('validation_failed', 'The request is malformed', { cause: err })
   }
-  if (isDatabaseUnavailable(err)) return new ApiError('service_unavailable', 'A backing service is unavailable; try again shortly', { cause: err, headers: { 'retry-after': 5 } })
+  if (isBackendUnavailable(err)) return new ApiError('service_unavailable', 'A backing service is unavailable; try again shortly', { cause: err, headers: { 'retry-after': 5 } })
   const status = err.statusCode ?? 500
   if (status === 404) return new ApiError('not_found', undefined, { cause: err })
   if (status === 413) return new ApiError('payload_too_large', undefined, { cause: err })
