@@ -38,7 +38,7 @@ t.test('two instances on one Postgres and one Redis behave as one service', { sk
   const race = await Promise.all(Array.from({ length: 8 }, (_, i) => post(i % 2 ? a.url : b.url, '/refresh', { refreshToken: tokens.refreshToken })))
   t.same(race.map(r => r.status), Array(8).fill(200), 'a refresh race across both instances: every racer succeeds')
   t.equal(new Set(race.map(r => (r.body as TokenBody).refreshToken)).size, 1, 'with one successor')
-  const next = (race[0]!.body as TokenBody)
+  const next = race[0]!.body as TokenBody
   t.equal((await post(b.url, '/refresh', { refreshToken: next.refreshToken })).status, 200)
 
   const wrong = { email: account.email, password: 'wrong password' }
