@@ -7,6 +7,7 @@ import type { Clock } from './auth/auth-service.js'
 import { resolveSigningKey, type SigningKey } from './auth/keys.js'
 import type { Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
+import { REDACT, serializeError } from './log.js'
 import authPlugin from './plugins/auth.js'
 import browserPlugin from './plugins/browser.js'
 import dbPlugin from './plugins/db.js'
@@ -16,6 +17,7 @@ import metricsPlugin from './plugins/metrics.js'
 import prunePlugin from './plugins/prune.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
+import securityHeaders from './plugins/security-headers.js'
 import authRoutes from './routes/auth.js'
 import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
@@ -40,12 +42,6 @@ export interface BuildOptions {
   logStream?: NodeJS.WritableStream
 }
 
-// Secrets never reach a log line, whatever is logged.
-const REDACT = [
-  'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
-  '*.password', '*.newPassword', '*.currentPassword', '*.passwordHash', '*.refreshToken', '*.accessToken', '*.token',
-]
-
 function validators () {
   // Bodies are taken as sent: no coercion ("123" is not a number), unknown properties refused, not dropped.
   const body = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: true, strict: false })
@@ -63,6 +59,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   const logger: FastifyServerOptions['logger'] = {
     level: config.logLevel,
     redact: { paths: REDACT, censor: '[redacted]' },
+    serializers: { err: serializeError as never },
     ...(options.logStream ? { stream: options.logStream } : {}),
   }
   const app = Fastify({
@@ -97,6 +94,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   app.addHook('onSend', async (_request, reply) => { if (closing) reply.header('connection', 'close') })
 
   // infrastructure, then the app's own services, then routes
+  await app.register(securityHeaders)
   await app.register(redisPlugin)
   await app.register(rateLimitPlugin)
   await app.register(browserPlugin)

@@ -111,3 +111,22 @@ t.test('unknown, malformed and wrong-kind tokens are 401 or 400, and nothing cha
   t.equal(spent!.n, 0, 'no token was spent by a refused request')
   t.equal((await refresh(app, tokens.refreshToken)).statusCode, 200)
 })
+
+t.test('16 parallel refreshes of one token, 100 times over: no 5xx, one lineage, always usable', async t => {
+  const app = await build(t)
+  const { tokens } = await register(app)
+  const repeat = Number(process.env.RACE_REPEAT ?? 100)
+  let token = tokens.refreshToken
+  let failures = 0
+  for (let round = 0; round < repeat; round++) {
+    const results = await Promise.all(Array.from({ length: 16 }, () => refresh(app, token)))
+    const successors = new Set(results.map(r => r.statusCode === 200 ? r.json().refreshToken : `status ${r.statusCode}`))
+    if (successors.size !== 1 || results.some(r => r.statusCode !== 200)) failures++
+    token = [...successors][0] as string
+  }
+  t.equal(failures, 0, `${repeat} rounds, every racer answered 200 with the one successor`)
+  const [live] = await rows<{ n: number }>(sql`select count(*)::int as n from refresh_tokens rt join sessions s on s.id = rt.session_id
+    where s.user_id = ${tokens.user.id} and rt.spent_at is null`)
+  t.equal(live!.n, 1, 'one live token at the end')
+  t.equal((await refresh(app, token)).statusCode, 200, 'the session is still usable')
+})

@@ -69,9 +69,9 @@ t.test('email and username are unique ignoring case', async t => {
 t.test('parallel registrations of one email: one 201, the rest 409', async t => {
   const app = await build(t)
   const account = newAccount()
-  const results = await Promise.all(Array.from({ length: 6 }, () => post(app, account)))
+  const results = await Promise.all(Array.from({ length: 20 }, () => post(app, account)))
   const codes = results.map(r => r.statusCode).sort()
-  t.same(codes, [201, 409, 409, 409, 409, 409])
+  t.same(codes, [201, ...Array(19).fill(409)])
   for (const r of results.filter(r => r.statusCode === 409)) t.equal(r.json().code, 'email_taken')
   t.equal(await countUsers(account.email), 1)
 })

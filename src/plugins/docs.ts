@@ -28,7 +28,7 @@ async function docsPlugin (app: FastifyInstance) {
   })
   // Interactive docs; DOCS_ENABLED=false turns them off (the document itself stays at /openapi.json).
   if (app.config.docsEnabled) {
-    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true, persistAuthorization: false } })
+    await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true, persistAuthorization: false } })
   }
 }
 

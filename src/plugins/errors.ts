@@ -80,7 +80,7 @@ async function errorsPlugin (app: FastifyInstance) {
     const problem = classify(err)
     if (problem.statusCode >= 500) {
       // the full error goes to the log; the client gets only the code
-      request.log.error({ err: problem.code === 'internal_error' ? err : { message: err.message, code: err.code } }, `request failed: ${problem.code}`)
+      request.log.error({ err }, `request failed: ${problem.code}`)
     } else {
       request.log.info({ code: problem.code, status: problem.statusCode }, 'request refused')
     }

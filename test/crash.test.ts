@@ -1,0 +1,61 @@
+import postgres from 'postgres'
+import t from 'tap'
+import { generateSigningKey } from '../src/auth/keys.js'
+import { createServerDatabase, newAccount, type TokenBody } from './helper.js'
+import { liveServer } from './live-server.js'
+
+const ADMIN = process.env.TEST_DATABASE_URL
+
+t.test('SIGKILL during a burst of registrations and refreshes leaves no half-written rows', {
+  skip: ADMIN ? false : 'needs TEST_DATABASE_URL (the database must outlive the killed process)',
+}, async t => {
+  const env = { DATABASE_URL: await createServerDatabase(ADMIN!), JWT_PRIVATE_KEY: generateSigningKey().privatePem, RATE_LIMIT_REGISTER_IP: '10000', RATE_LIMIT_REFRESH_IP: '10000' }
+  const server = await liveServer(t, env)
+  const post = (path: string, body: object) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    .then(async r => ({ status: r.status, body: await r.json() as TokenBody }), () => ({ status: 0, body: null }))
+
+  // a few sessions to refresh during the burst
+  const seeds = await Promise.all(Array.from({ length: 4 }, () => post('/register', newAccount())))
+  const burst = { over: false }
+  const refreshLoop = async (token: string) => {
+    while (!burst.over) {
+      const res = await post('/refresh', { refreshToken: token })
+      if (res.status !== 200) return
+      token = res.body!.refreshToken
+    }
+  }
+  const loops = seeds.map(s => refreshLoop(s.body!.refreshToken))
+  const accounts = Array.from({ length: 30 }, () => newAccount())
+  const registrations = accounts.map(a => post('/register', a))
+  // kill in the middle of the burst: some registrations committed, others in flight
+  const committed = () => (server.output().match(/"audit":"register"/g) ?? []).length
+  for (let i = 0; i < 1000 && committed() < seeds.length + 8; i++) await new Promise(resolve => setTimeout(resolve, 5))
+  server.child.kill('SIGKILL')
+  const answered = await Promise.all(registrations)
+  burst.over = true
+  await Promise.all(loops)
+  t.equal(await server.exited, null, 'killed')
+
+  const db = postgres(env.DATABASE_URL, { max: 1, onnotice: () => {} })
+  t.teardown(() => db.end())
+  const [check] = await db`
+    select
+      (select count(*)::int from users where password_hash is null or password_hash not like '$argon2id$%') as users_without_hash,
+      (select count(*)::int from sessions s where not exists (select 1 from refresh_tokens rt where rt.session_id = s.id)) as sessions_without_token,
+      (select count(*)::int from refresh_tokens p where p.spent_at is not null
+         and not exists (select 1 from refresh_tokens c where c.parent_id = p.id)) as spent_without_successor,
+      (select count(*)::int from refresh_tokens c where c.parent_id is not null
+         and not exists (select 1 from refresh_tokens p where p.id = c.parent_id and p.spent_at is not null)) as successor_of_unspent`
+  t.same(check, { users_without_hash: 0, sessions_without_token: 0, spent_without_successor: 0, successor_of_unspent: 0 })
+
+  // every 201 the clients saw is a real account after a restart
+  const restarted = await liveServer(t, env)
+  const confirmed = accounts.filter((_, i) => answered[i]!.status === 201)
+  for (const a of confirmed) {
+    const res = await fetch(`${restarted.url}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: a.email, password: a.password }) })
+    t.equal(res.status, 200, 'an acknowledged registration survived')
+  }
+  const [{ n }] = await db<[{ n: number }]>`select count(*)::int as n from users`
+  t.ok(confirmed.length >= 1 && confirmed.length < accounts.length, `killed mid-burst: ${confirmed.length} of ${accounts.length} acknowledged`)
+  t.ok(n >= confirmed.length + seeds.length, `${n} users stored`)
+})
