@@ -2,8 +2,8 @@ import { v7 as uuidv7 } from 'uuid'
 import type { Config } from '../config.js'
 import type { Database, Executor } from '../db/client.js'
 import { ApiError, type ProblemCode } from '../errors.js'
-import { findChildToken, findSessionOfToken, insertRefreshToken, lockRefreshToken, markRefreshTokenSpent } from '../repositories/refresh-tokens.js'
-import { insertSession, revokeSession, revokeUserSessions, touchSession } from '../repositories/sessions.js'
+import { findChildToken, findSessionOfToken, insertRefreshToken, lockRefreshToken, rotateRefreshToken } from '../repositories/refresh-tokens.js'
+import { insertSession, revokeSession, revokeUserSessions } from '../repositories/sessions.js'
 import { findUserByEmail, findUserByUsername, insertUser } from '../repositories/users.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, successorOf } from './refresh-token-crypto.js'
@@ -154,9 +154,9 @@ export class AuthService {
       }
       if (row.token.expiresAt <= now) return { ok: false, code: 'invalid_token', detail: 'The refresh token has expired; sign in again' }
       const expiresAt = new Date(Math.min(now.getTime() + this.idleTtlMs(session.rememberMe), session.absoluteExpiresAt.getTime()))
-      await markRefreshTokenSpent(tx, row.token.id, now)
-      await insertRefreshToken(tx, { id: uuidv7(), sessionId: session.id, tokenHash: hashRefreshToken(successor), parentId: row.token.id, createdAt: now, expiresAt })
-      await touchSession(tx, session.id, now, meta)
+      await rotateRefreshToken(tx, {
+        spentId: row.token.id, sessionId: session.id, successorId: uuidv7(), successorHash: hashRefreshToken(successor), now, expiresAt, ...meta,
+      })
       return { ok: true, user, session: { sessionId: session.id, rememberMe: session.rememberMe, token: successor, expiresAt } }
     })
     if (!outcome.ok) throw new ApiError(outcome.code, outcome.detail)

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm'
+import { eq, sql } from 'drizzle-orm'
 import type { Executor } from '../db/client.js'
 import { refreshTokens, sessions, users } from '../db/schema.js'
 
@@ -41,14 +41,28 @@ export async function findChildToken (ex: Executor, parentId: string) {
   return row
 }
 
-export async function markRefreshTokenSpent (ex: Executor, id: string, now: Date): Promise<void> {
-  await ex.update(refreshTokens).set({ spentAt: now }).where(eq(refreshTokens.id, id))
-}
-
 /** The session a token belongs to, whatever the token's state (for logout). */
 export async function findSessionOfToken (ex: Executor, tokenHash: string) {
   const [row] = await ex.select({ sessionId: refreshTokens.sessionId, userId: sessions.userId })
     .from(refreshTokens).innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
     .where(eq(refreshTokens.tokenHash, tokenHash)).limit(1)
   return row
+}
+
+/**
+ * The rotation's writes in one round trip: spend the token, insert its successor, touch the session.
+ * Raw fragments take ISO strings (drizzle passes Date objects through only for typed columns).
+ */
+export async function rotateRefreshToken (ex: Executor, r: {
+  spentId: string, sessionId: string, successorId: string, successorHash: string, now: Date, expiresAt: Date, ip: string | null, userAgent: string | null
+}): Promise<void> {
+  const now = r.now.toISOString()
+  await ex.execute(sql`
+    with spent as (
+      update ${refreshTokens} set spent_at = ${now}::timestamptz where id = ${r.spentId}
+    ), touched as (
+      update ${sessions} set last_used_at = ${now}::timestamptz, ip = ${r.ip}, user_agent = ${r.userAgent} where id = ${r.sessionId}
+    )
+    insert into ${refreshTokens} (id, session_id, token_hash, parent_id, created_at, expires_at)
+    values (${r.successorId}, ${r.sessionId}, ${r.successorHash}, ${r.spentId}, ${now}::timestamptz, ${r.expiresAt.toISOString()}::timestamptz)`)
 }

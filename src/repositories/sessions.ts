@@ -1,5 +1,5 @@
-import { and, eq, isNull, ne } from 'drizzle-orm'
-import type { Executor } from '../db/client.js'
+import { and, eq, isNull, ne, sql } from 'drizzle-orm'
+import type { Database, Executor } from '../db/client.js'
 import { sessions, users } from '../db/schema.js'
 
 export type NewSession = typeof sessions.$inferInsert
@@ -8,16 +8,25 @@ export async function insertSession (ex: Executor, row: NewSession): Promise<voi
   await ex.insert(sessions).values(row)
 }
 
-/** One indexed lookup by primary key: the session's state and its user's public fields. */
-export async function findSessionWithUser (ex: Executor, sessionId: string, userId: string) {
-  const [row] = await ex.select({
+function sessionWithUserQuery (db: Database) {
+  return db.select({
     revokedAt: sessions.revokedAt,
     absoluteExpiresAt: sessions.absoluteExpiresAt,
     user: { id: users.id, email: users.email, username: users.username, name: users.name, createdAt: users.createdAt },
   }).from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))
-    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId)))
+    .where(and(eq(sessions.id, sql.placeholder('sid')), eq(sessions.userId, sql.placeholder('uid'))))
     .limit(1)
+    .prepare('find_session_with_user')
+}
+// Built once per database: this query runs on every authenticated request.
+const prepared = new WeakMap<Database, ReturnType<typeof sessionWithUserQuery>>()
+
+/** One indexed lookup by primary key: the session's state and its user's public fields. */
+export async function findSessionWithUser (db: Database, sessionId: string, userId: string) {
+  let query = prepared.get(db)
+  if (!query) prepared.set(db, query = sessionWithUserQuery(db))
+  const [row] = await query.execute({ sid: sessionId, uid: userId })
   return row
 }
 
@@ -34,8 +43,4 @@ export async function revokeUserSessions (ex: Executor, userId: string, reason: 
     .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), exceptId ? ne(sessions.id, exceptId) : undefined))
     .returning({ id: sessions.id })
   return rows.length
-}
-
-export async function touchSession (ex: Executor, sessionId: string, now: Date, meta: { ip: string | null, userAgent: string | null }): Promise<void> {
-  await ex.update(sessions).set({ lastUsedAt: now, ip: meta.ip, userAgent: meta.userAgent }).where(eq(sessions.id, sessionId))
 }

@@ -1,0 +1,31 @@
+// The /me floor: bare Fastify, the same JWT verification and the same single session query, nothing else.
+import { createVerifier } from 'fast-jwt'
+import Fastify from 'fastify'
+import postgres from 'postgres'
+
+const sql = postgres(process.env.DATABASE_URL!, { max: 10, onnotice: () => {} })
+const verify = createVerifier({
+  key: process.env.JWT_PUBLIC_KEY!,
+  algorithms: ['EdDSA'],
+  allowedIss: 'auth-api',
+  allowedAud: 'auth-api',
+  requiredClaims: ['iss', 'aud', 'sub', 'sid', 'jti', 'iat', 'exp'],
+  clockTolerance: 30_000,
+  checkTyp: 'at+jwt',
+})
+const app = Fastify()
+app.get('/me', async (request, reply) => {
+  const token = (request.headers.authorization ?? '').slice(7)
+  let claims: { sub: string, sid: string }
+  try {
+    claims = verify(token)
+  } catch {
+    return reply.code(401).send({ code: 'invalid_token' })
+  }
+  const [row] = await sql`select s.revoked_at, s.absolute_expires_at, u.id, u.email, u.username, u.name, u.created_at
+    from sessions s join users u on u.id = s.user_id where s.id = ${claims.sid} and s.user_id = ${claims.sub} limit 1`
+  if (!row || row.revoked_at) return reply.code(401).send({ code: 'invalid_token' })
+  return { id: row.id, email: row.email, username: row.username, name: row.name, createdAt: row.created_at }
+})
+await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
+console.log('floor ready')

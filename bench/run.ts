@@ -1,0 +1,202 @@
+// `npm run bench [-- --quick]`: loads the service and, in the same run, the baselines it is compared with.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import postgres from 'postgres'
+import { v7 as uuidv7 } from 'uuid'
+import { generateSigningKey } from '../src/auth/keys.js'
+
+const quick = process.argv.includes('--quick')
+const DURATION = quick ? 3 : 10
+const CONNECTIONS = 16
+const ADMIN = process.env.PG_ADMIN_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const root = new URL('..', import.meta.url).pathname
+const children: ChildProcess[] = []
+process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+const sha = (t: string) => createHash('sha256').update(t).digest('base64url')
+let nextPort = 41_000 + Math.floor(Math.random() * 1000)
+
+function launch (args: string[], env: Record<string, string>, cwd = root) {
+  const child = spawn(args[0]!, args.slice(1), { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  children.push(child)
+  let out = ''
+  child.stdout!.on('data', d => { out += d })
+  child.stderr!.on('data', d => { out += d })
+  return { child, output: () => out }
+}
+
+async function waitFor (url: string, timeoutMs = 60_000) {
+  const start = Date.now()
+  while (Date.now() - start < timeoutMs) {
+    try {
+      if ((await fetch(url)).ok) return Date.now() - start
+    } catch {}
+    await sleep(25)
+  }
+  throw new Error(`${url} did not answer`)
+}
+
+function rssMb (pid: number) {
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
+  return Math.round(kb / 1024)
+}
+
+interface Load { rps: number, p99: number, non2xx: number, errors: number }
+async function load (url: string, request: autocannon.Request, options: Partial<autocannon.Options> = {}): Promise<Load> {
+  const result = await autocannon({ url, connections: CONNECTIONS, duration: DURATION, requests: [request], ...options })
+  return { rps: Math.round(result.requests.average), p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors }
+}
+
+async function argon2Ceiling (mode: 'verify' | 'hash') {
+  const proc = launch([process.execPath, '--import', 'tsx', 'bench/argon2-ceiling.ts', String(DURATION), mode], { UV_THREADPOOL_SIZE: String(cpus().length) })
+  await new Promise(resolve => proc.child.on('exit', resolve))
+  return Math.round(JSON.parse(proc.output().trim().split('\n').pop()!).perSecond)
+}
+
+/** Live refresh tokens written straight to the database: one session each, so the load measures rotation. */
+async function seedRefreshTokens (sql: postgres.Sql, userId: string, count: number) {
+  const tokens: string[] = []
+  const now = new Date()
+  const abs = new Date(now.getTime() + 30 * 86_400_000)
+  for (let done = 0; done < count; done += 2000) {
+    const sessions = []
+    const rows = []
+    for (let i = 0; i < Math.min(2000, count - done); i++) {
+      const sid = uuidv7()
+      const token = randomBytes(32).toString('base64url')
+      tokens.push(token)
+      sessions.push({ id: sid, user_id: userId, remember_me: false, created_at: now, last_used_at: now, absolute_expires_at: abs })
+      rows.push({ id: uuidv7(), session_id: sid, token_hash: sha(token), created_at: now, expires_at: new Date(now.getTime() + 43_200_000) })
+    }
+    await sql`insert into sessions ${sql(sessions)}`
+    await sql`insert into refresh_tokens ${sql(rows)}`
+  }
+  return tokens
+}
+
+const tokenFeeder = (tokens: string[]) => {
+  let i = 0
+  return (req: autocannon.Request) => ({ ...req, body: JSON.stringify({ refreshToken: tokens[i++ % tokens.length] }) })
+}
+
+async function main () {
+  const dbName = `auth_bench_${Date.now()}`
+  const admin = postgres(ADMIN, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${dbName}`)
+  const dbUrl = Object.assign(new URL(ADMIN), { pathname: `/${dbName}` }).toString()
+  const key = generateSigningKey()
+  const port = nextPort++
+  const api = `http://127.0.0.1:${port}`
+  const high = '1000000'
+  const service = launch([process.execPath, '--import', 'tsx', 'src/server.ts'], {
+    PORT: String(port), DATABASE_URL: dbUrl, JWT_PRIVATE_KEY: key.privatePem, NODE_ENV: 'production', LOG_LEVEL: 'warn',
+    RATE_LIMIT_LOGIN_IP: high, RATE_LIMIT_REGISTER_IP: high, RATE_LIMIT_REFRESH_IP: high, RATE_LIMIT_IP: high, RATE_LIMIT_LOGIN_ACCOUNT: high,
+    PRUNE_INTERVAL_SECONDS: '0',
+  })
+  await waitFor(`${api}/ready`).catch(err => { console.error(service.output()); throw err as Error })
+  await sleep(1000)
+  const rssIdle = rssMb(service.child.pid!)
+  let rssPeak = rssIdle
+  const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMb(service.child.pid!)) }, 250)
+
+  // accounts and their access tokens
+  const users = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
+    const body = { email: `bench${i}@example.com`, password: `a long bench passphrase ${i}` }
+    const res = await fetch(`${api}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    return { ...body, ...(await res.json() as { accessToken: string, user: { id: string } }) }
+  }))
+  const sql = postgres(dbUrl, { max: 4, onnotice: () => {} })
+  const perRun = quick ? 15_000 : 40_000
+  const ourTokens = await seedRefreshTokens(sql, users[0]!.user.id, perRun)
+  const floorTokens = await seedRefreshTokens(sql, users[1]!.user.id, perRun)
+
+  let a = 0
+  const meRequest: autocannon.Request = { method: 'GET', path: '/me', setupRequest: req => ({ ...req, headers: { authorization: `Bearer ${users[a++ % users.length]!.accessToken}` } }) }
+  const rows: Record<string, unknown>[] = []
+
+  // /me against its floor
+  const me = await load(api, meRequest)
+  const floorMePort = nextPort++
+  const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, JWT_PUBLIC_KEY: key.publicPem })
+  await waitFor(`http://127.0.0.1:${floorMePort}/me`).catch(() => undefined)
+  await sleep(300)
+  const meFloor = await load(`http://127.0.0.1:${floorMePort}`, meRequest)
+  floorMe.child.kill('SIGKILL')
+  rows.push({ test: 'GET /me', ours: me.rps, baseline: meFloor.rps, ratio: +(me.rps / meFloor.rps).toFixed(2), target: 0.85, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'bare Fastify + same verify + same query' })
+
+  // /refresh against the bare rotation transaction, each request a distinct live token
+  const refresh = await load(api, { method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(ourTokens) })
+  const floorRefreshPort = nextPort++
+  const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], { PORT: String(floorRefreshPort), DATABASE_URL: dbUrl })
+  for (let i = 0; i < 200 && !floorRefresh.output().includes('floor ready'); i++) await sleep(50)
+  const refreshFloor = await load(`http://127.0.0.1:${floorRefreshPort}`, { method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(floorTokens) })
+  floorRefresh.child.kill('SIGKILL')
+  rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'lock + spend + insert via postgres.js' })
+
+  // /login against raw argon2id verification on every core, with /me latency probed during the storm
+  const verifyCeiling = await argon2Ceiling('verify')
+  let l = 0
+  const loginRequest: autocannon.Request = { method: 'POST', path: '/login', headers: { 'content-type': 'application/json' }, setupRequest: req => { const u = users[l++ % users.length]!; return { ...req, body: JSON.stringify({ email: u.email, password: u.password }) } } }
+  const [login, probe] = await Promise.all([
+    load(api, loginRequest, { connections: 8 }),
+    load(api, meRequest, { connections: 1, overallRate: 50 }),
+  ])
+  rows.push({ test: 'POST /login', ours: login.rps, baseline: verifyCeiling, ratio: +(login.rps / verifyCeiling).toFixed(2), target: 0.9, p99: login.p99, non2xx: login.non2xx + login.errors, baselineName: 'argon2id verify, all cores' })
+  rows.push({ test: 'GET /me during login storm', ours: probe.rps, baseline: null, ratio: null, target: 'p99 < 50 ms', p99: probe.p99, non2xx: probe.non2xx + probe.errors, baselineName: '50 req/s probe' })
+
+  // /register against raw argon2id hashing on every core
+  const hashCeiling = await argon2Ceiling('hash')
+  let r = 0
+  const register = await load(api, { method: 'POST', path: '/register', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: `load${r++}.${randomBytes(3).toString('hex')}@example.com`, password: 'a long bench passphrase for sign-up' }) }) }, { connections: 8 })
+  rows.push({ test: 'POST /register', ours: register.rps, baseline: hashCeiling, ratio: +(register.rps / hashCeiling).toFixed(2), target: null, p99: register.p99, non2xx: register.non2xx + register.errors, baselineName: 'argon2id hash, all cores' })
+
+  clearInterval(sampler)
+  const rssLoad = Math.max(rssPeak, rssMb(service.child.pid!))
+  service.child.kill('SIGTERM')
+  await sql.end()
+
+  // npm start on the embedded database: first start (create + migrate) and a restart
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-data-'))
+  const startTimes: number[] = []
+  for (let i = 0; i < 2; i++) {
+    const p = nextPort++
+    const started = Date.now()
+    const proc = launch(['npm', 'start'], { PORT: String(p), DATA_DIR: dataDir, LOG_LEVEL: 'warn', DATABASE_URL: '' })
+    await waitFor(`http://127.0.0.1:${p}/health`, 120_000)
+    startTimes.push(Date.now() - started)
+    process.kill(-proc.child.pid!, 'SIGTERM')
+    await new Promise(resolve => proc.child.on('exit', resolve))
+  }
+
+  await admin.unsafe(`drop database if exists ${dbName} with (force)`)
+  await admin.end()
+
+  const memory = { rssIdleMb: rssIdle, rssLoadMb: rssLoad, targets: { idle: '< 120', load: '< 250' }, npmStartFreshMs: startTimes[0], npmStartExistingMs: startTimes[1] }
+  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version }
+  printTable(rows, memory, machine)
+  mkdirSync(new URL('results/', import.meta.url), { recursive: true })
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+  const result = { date: new Date().toISOString(), quick, durationSeconds: DURATION, connections: CONNECTIONS, machine, rows, memory }
+  writeFileSync(new URL(`results/${stamp}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
+  writeFileSync(new URL('results/latest.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
+  process.exit(0)
+}
+
+function printTable (rows: Record<string, unknown>[], memory: Record<string, unknown>, machine: Record<string, unknown>) {
+  const cols = ['test', 'ours', 'baseline', 'ratio', 'target', 'p99', 'non2xx', 'baselineName']
+  const cell = (v: unknown) => (v === null || v === undefined ? '' : String(v))
+  const width = cols.map(c => Math.max(c.length, ...rows.map(r => cell(r[c]).length)))
+  const line = (values: string[]) => values.map((v, i) => v.padEnd(width[i]!)).join(' | ')
+  console.log(`\nmachine: ${JSON.stringify(machine)}; ${DURATION} s per load, ${CONNECTIONS} connections (req/s; p99 in ms)`)
+  console.log(line(cols))
+  console.log(width.map(w => '-'.repeat(w)).join('-|-'))
+  for (const r of rows) console.log(line(cols.map(c => cell(r[c]))))
+  console.log(`memory: ${JSON.stringify(memory)}`)
+}
+
+await main()
