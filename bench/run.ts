@@ -94,11 +94,19 @@ async function main () {
   const api = `http://127.0.0.1:${port}`
   const high = '1000000'
   const service = launch([process.execPath, '--import', 'tsx', 'src/server.ts'], {
-    PORT: String(port), DATABASE_URL: dbUrl, JWT_PRIVATE_KEY: key.privatePem, NODE_ENV: 'production', LOG_LEVEL: 'warn',
-    RATE_LIMIT_LOGIN_IP: high, RATE_LIMIT_REGISTER_IP: high, RATE_LIMIT_REFRESH_IP: high, RATE_LIMIT_IP: high, RATE_LIMIT_LOGIN_ACCOUNT: high,
+    PORT: String(port),
+    DATABASE_URL: dbUrl,
+    JWT_PRIVATE_KEY: key.privatePem,
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_LOGIN_IP: high,
+    RATE_LIMIT_REGISTER_IP: high,
+    RATE_LIMIT_REFRESH_IP: high,
+    RATE_LIMIT_IP: high,
+    RATE_LIMIT_LOGIN_ACCOUNT: high,
     PRUNE_INTERVAL_SECONDS: '0',
   })
-  await waitFor(`${api}/ready`).catch(err => { console.error(service.output()); throw err as Error })
+  await waitFor(`${api}/ready`).catch((err: unknown) => { console.error(service.output()); throw err instanceof Error ? err : new Error(String(err)) })
   await sleep(1000)
   const rssIdle = rssMb(service.child.pid!)
   let rssPeak = rssIdle
