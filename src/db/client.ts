@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { sql } from 'drizzle-orm'
+import type { Sql } from 'postgres'
 import * as schema from './schema.js'
 
 export type Schema = typeof schema
@@ -45,7 +46,7 @@ async function openPostgres (url: string, max: number): Promise<DatabaseHandle> 
     connection: { statement_timeout: 10_000, application_name: 'auth-api' },
   }
   const client = postgres(url, { ...common, max, idle_timeout: 60 })
-  const db = drizzle(client, { schema }) as unknown as Database
+  const db = drizzle(alwaysPrepared(client), { schema }) as unknown as Database
   return {
     db,
     kind: 'postgres',
@@ -63,6 +64,32 @@ async function openPostgres (url: string, max: number): Promise<DatabaseHandle> 
       await client.end({ timeout: 5 })
     },
   }
+}
+
+/**
+ * drizzle's postgres.js driver sends every query not built with `.prepare(name)` unprepared, so Postgres
+ * parses and plans it on every call; inside transactions `.prepare` is not available at all. The app sends
+ * a small fixed set of query shapes, and postgres.js keeps prepared statements per connection by their
+ * text, so asking for preparation everywhere (transactions included) plans each shape once per connection.
+ * (Behind PgBouncer, use session pooling.)
+ */
+function alwaysPrepared (sql: Sql): Sql {
+  return new Proxy(sql, {
+    get (target, prop) {
+      if (prop === 'unsafe') {
+        return (query: string, params?: unknown[], options?: Record<string, unknown>) =>
+          target.unsafe(query, params as never, { ...options, prepare: true })
+      }
+      if (prop === 'begin') {
+        return (...args: unknown[]) => {
+          const callback = args.pop() as (tx: Sql) => unknown
+          return (target.begin as (...a: unknown[]) => unknown)(...args, (tx: Sql) => callback(alwaysPrepared(tx)))
+        }
+      }
+      const value = Reflect.get(target, prop) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
 }
 
 async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle> {
