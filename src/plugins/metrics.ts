@@ -1,11 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
-import metricsModule from 'fastify-metrics'
 import fp from 'fastify-plugin'
 import { ApiError } from '../errors.js'
-
-// a CommonJS module compiled from ES modules: the plugin is its `default` export
-const fastifyMetrics = (metricsModule as unknown as { default: FastifyPluginAsync<Record<string, unknown>> }).default
 
 /**
  * Prometheus metrics at /metrics (off unless METRICS_ENABLED; behind METRICS_TOKEN when set):
@@ -14,6 +10,9 @@ const fastifyMetrics = (metricsModule as unknown as { default: FastifyPluginAsyn
 async function metricsPlugin (app: FastifyInstance) {
   const { enabled, token } = app.config.metrics
   if (!enabled) return
+  // loaded only when enabled (prom-client is not small); a CommonJS module whose plugin is its `default`
+  const metricsModule = await import('fastify-metrics')
+  const fastifyMetrics = (metricsModule.default as unknown as { default: FastifyPluginAsync<Record<string, unknown>> }).default
   const expected = token ? Buffer.from(`Bearer ${token}`) : undefined
   const guard = async (request: FastifyRequest) => {
     if (!expected) return

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,7 +19,8 @@ async function redisPlugin (app: FastifyInstance) {
     app.decorate('redis', null)
     return
   }
-  const redis = new Redis(url, {
+  const { Redis: RedisClient } = await import('ioredis')
+  const redis = new RedisClient(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
