@@ -65,10 +65,10 @@ async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey 
     checkTyp: 'at+jwt',
     complete: true,
   }
+  // @fastify/jwt signs; verification goes through the verifiers below, chosen by the token's kid.
   await app.register(fastifyJwt, {
     secret: { private: key.privatePem, public: key.publicPem },
     sign: { algorithm: 'EdDSA', kid: key.kid, iss: issuer, aud: audience, expiresIn: accessTokenTtl, header: { alg: 'EdDSA', typ: 'at+jwt' } },
-    verify: verifyOptions,
   })
 
   // The token's kid picks the key: the signing key or a retired one. One verifier per key, built once.

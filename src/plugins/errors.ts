@@ -37,6 +37,16 @@ function fieldErrors (issues: ValidationIssue[], context: string): FieldError[] 
   }).map(e => ({ ...e, path: context === 'body' ? e.path : `/${context}${e.path === '/' ? '' : e.path}` }))
 }
 
+// Fastify's own errors, by their code: which problem each is, in words a client can act on.
+const BY_CODE: Record<string, [ProblemCode, string]> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['unsupported_media_type', 'Send the body as JSON with Content-Type: application/json'],
+  FST_ERR_CTP_INVALID_TYPE: ['unsupported_media_type', 'Send the body as JSON with Content-Type: application/json'],
+  FST_ERR_CTP_BODY_TOO_LARGE: ['payload_too_large', 'The request body must be at most 16384 bytes'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: ['validation_failed', 'The body is empty; send a JSON object'],
+  FST_ERR_CTP_INVALID_JSON_BODY: ['validation_failed', 'The request body is not valid JSON'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['validation_failed', 'Content-Length does not match the body'],
+}
+
 function classify (err: FastifyError): ApiError {
   if (err instanceof ApiError) return err
   if (err.validation) {
@@ -45,15 +55,7 @@ function classify (err: FastifyError): ApiError {
     const detail = errors.map(e => `${where}${e.path} ${e.message}`).join('; ')
     return new ApiError('validation_failed', detail, { errors })
   }
-  const byCode: Record<string, [ProblemCode, string]> = {
-    FST_ERR_CTP_INVALID_MEDIA_TYPE: ['unsupported_media_type', 'Send the body as JSON with Content-Type: application/json'],
-    FST_ERR_CTP_INVALID_TYPE: ['unsupported_media_type', 'Send the body as JSON with Content-Type: application/json'],
-    FST_ERR_CTP_BODY_TOO_LARGE: ['payload_too_large', 'The request body must be at most 16384 bytes'],
-    FST_ERR_CTP_EMPTY_JSON_BODY: ['validation_failed', 'The body is empty; send a JSON object'],
-    FST_ERR_CTP_INVALID_JSON_BODY: ['validation_failed', 'The request body is not valid JSON'],
-    FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['validation_failed', 'Content-Length does not match the body'],
-  }
-  const known = err.code ? byCode[err.code] : undefined
+  const known = err.code ? BY_CODE[err.code] : undefined
   if (known) return new ApiError(known[0], known[1], { cause: err })
   if (err instanceof SyntaxError || err.code === 'FST_ERR_BAD_URL' || /prototype|constructor/i.test(err.code ?? '')) {
     return new ApiError('validation_failed', 'The request is malformed', { cause: err })
