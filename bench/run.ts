@@ -17,6 +17,9 @@ const root = new URL('..', import.meta.url).pathname
 const children: ChildProcess[] = []
 process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
 
+const began = Date.now()
+/** Progress on stderr, so a slow phase shows where the time goes. */
+const step = (what: string) => console.error(`[${((Date.now() - began) / 1000).toFixed(1)} s] ${what}`)
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 const sha = (t: string) => createHash('sha256').update(t).digest('base64url')
 let nextPort = 41_000 + Math.floor(Math.random() * 1000)
@@ -39,6 +42,16 @@ async function waitFor (url: string, timeoutMs = 60_000) {
     await sleep(25)
   }
   throw new Error(`${url} did not answer`)
+}
+
+/** The floors print 'floor ready' once they listen. */
+async function floorReady (proc: ReturnType<typeof launch>) {
+  for (let i = 0; i < 400; i++) {
+    if (proc.output().includes('floor ready')) return
+    if (proc.child.exitCode !== null) break
+    await sleep(25)
+  }
+  throw new Error(`a floor server did not start:\n${proc.output()}`)
 }
 
 function rssMb (pid: number) {
@@ -95,8 +108,10 @@ async function main () {
   const port = nextPort++
   const api = `http://127.0.0.1:${port}`
   const high = '1000000'
+  step('build')
   // the compiled output, as the image runs it (npm start adds tsx's loader, ~40 MB, measured separately below)
   if (spawnSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' }).status !== 0) throw new Error('build failed')
+  step('start service')
   const service = launch([process.execPath, 'dist/server.js'], {
     PORT: String(port),
     DATABASE_URL: dbUrl,
@@ -116,6 +131,7 @@ async function main () {
   let rssPeak = rssIdle
   const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMb(service.child.pid!)) }, 250)
 
+  step('register accounts')
   // accounts and their access tokens
   const users = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
     const body = { email: `bench${i}@example.com`, password: `a long bench passphrase ${i}` }
@@ -123,6 +139,7 @@ async function main () {
     return { ...body, ...(await res.json() as { accessToken: string, user: { id: string } }) }
   }))
   const sql = postgres(dbUrl, { max: 4, onnotice: () => {} })
+  step('seed tokens')
   const perRun = quick ? 15_000 : 40_000
   const ourTokens = await seedRefreshTokens(sql, users[0]!.user.id, perRun)
   const floorTokens = await seedRefreshTokens(sql, users[1]!.user.id, perRun)
@@ -131,25 +148,27 @@ async function main () {
   const meRequest: autocannon.Request = { method: 'GET', path: '/me', setupRequest: req => ({ ...req, headers: { authorization: `Bearer ${users[a++ % users.length]!.accessToken}` } }) }
   const rows: Record<string, unknown>[] = []
 
+  step('/me')
   // /me against its floor
   const me = await load(api, meRequest)
   const floorMePort = nextPort++
   const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, JWT_PUBLIC_KEY: key.publicPem })
-  await waitFor(`http://127.0.0.1:${floorMePort}/me`).catch(() => undefined)
-  await sleep(300)
+  await floorReady(floorMe)
   const meFloor = await load(`http://127.0.0.1:${floorMePort}`, meRequest)
   floorMe.child.kill('SIGKILL')
   rows.push({ test: 'GET /me', ours: me.rps, baseline: meFloor.rps, ratio: +(me.rps / meFloor.rps).toFixed(2), target: 0.85, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'bare Fastify + same verify + same query' })
 
+  step('/refresh')
   // /refresh against the bare rotation transaction, each request a distinct live token
   const refresh = await load(api, { method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(ourTokens) })
   const floorRefreshPort = nextPort++
   const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], { PORT: String(floorRefreshPort), DATABASE_URL: dbUrl })
-  for (let i = 0; i < 200 && !floorRefresh.output().includes('floor ready'); i++) await sleep(50)
+  await floorReady(floorRefresh)
   const refreshFloor = await load(`http://127.0.0.1:${floorRefreshPort}`, { method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(floorTokens) })
   floorRefresh.child.kill('SIGKILL')
   rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'lock + spend + insert via postgres.js' })
 
+  step('/login')
   // /login against raw argon2id verification on every core, with /me latency probed during the storm
   const verifyCeiling = await argon2Ceiling('verify')
   let l = 0
@@ -161,6 +180,7 @@ async function main () {
   rows.push({ test: 'POST /login', ours: login.rps, baseline: verifyCeiling, ratio: +(login.rps / verifyCeiling).toFixed(2), target: 0.9, p99: login.p99, non2xx: login.non2xx + login.errors, baselineName: 'argon2id verify, all cores' })
   rows.push({ test: 'GET /me during login storm', ours: probe.rps, baseline: null, ratio: null, target: 'p99 < 50 ms', p99: probe.p99, non2xx: probe.non2xx + probe.errors, baselineName: '50 req/s probe' })
 
+  step('/register')
   // /register against raw argon2id hashing on every core
   const hashCeiling = await argon2Ceiling('hash')
   let r = 0
@@ -172,6 +192,7 @@ async function main () {
   service.child.kill('SIGTERM')
   await sql.end()
 
+  step('npm start')
   // npm start on the embedded database: first start (create + migrate) and a restart
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-data-'))
   const startTimes: number[] = []
