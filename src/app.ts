@@ -12,16 +12,17 @@ import authPlugin from './plugins/auth.js'
 import browserPlugin from './plugins/browser.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { frameworkErrors } from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
 import prunePlugin from './plugins/prune.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
 import securityHeaders from './plugins/security-headers.js'
+import accountRoutes from './routes/account.js'
+import adminRoutes from './routes/admin.js'
 import authRoutes from './routes/auth.js'
 import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
-import meRoutes from './routes/me.js'
 import wellKnownRoutes from './routes/well-known.js'
 
 declare module 'fastify' {
@@ -72,6 +73,9 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    frameworkErrors,
+    // long enough that any malformed id still reaches its route (auth first, then 404); longer ones are 404 from the router
+    maxParamLength: 1024,
   })
 
   const ajv = validators()
@@ -110,7 +114,8 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(healthRoutes)
   await app.register(wellKnownRoutes)
   await app.register(authRoutes)
-  await app.register(meRoutes)
+  await app.register(accountRoutes)
+  await app.register(adminRoutes)
   if (config.env !== 'production') await app.register(demoRoutes)
   return app
 }

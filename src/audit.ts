@@ -1,9 +1,13 @@
 import type { FastifyRequest } from 'fastify'
 
 export type AuditEvent = 'register' | 'login_success' | 'login_failure' | 'refresh_reuse' | 'logout' | 'rate_limited'
+  | 'session_revoked' | 'profile_updated' | 'password_changed' | 'password_change_failed' | 'account_deleted' | 'account_delete_failed'
+  | 'forbidden' | 'admin_users_listed' | 'admin_sessions_revoked'
+
+const WARN = new Set<AuditEvent>(['refresh_reuse', 'rate_limited', 'forbidden', 'password_change_failed', 'account_delete_failed'])
 
 /** One structured line per security event: who, from where, what; never a secret. */
 export function audit (request: FastifyRequest, event: AuditEvent, fields: Record<string, unknown> = {}) {
-  const level = event === 'refresh_reuse' || event === 'rate_limited' ? 'warn' : 'info'
+  const level = WARN.has(event) ? 'warn' : 'info'
   request.log[level]({ audit: event, ip: request.ip, ...fields }, `audit ${event}`)
 }

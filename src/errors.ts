@@ -10,6 +10,8 @@ export const problems = {
   refresh_token_reused: { status: 401, title: 'The refresh token was already used; the session has been ended' },
   session_revoked: { status: 401, title: 'The session has ended' },
   csrf_check_failed: { status: 403, title: 'The request failed the cross-site request check' },
+  current_password_incorrect: { status: 403, title: 'The current password is not correct' },
+  forbidden: { status: 403, title: 'This account may not do this' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'An account with this email already exists' },

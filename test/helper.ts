@@ -70,7 +70,7 @@ export function fakeClock (start = Date.now()): FakeClock {
   return { now: () => current, advance: ms => { current += ms }, set: ms => { current = ms } }
 }
 
-export interface BuildOptions { env?: Record<string, string>, clock?: FakeClock, signingKey?: SigningKey }
+export interface BuildOptions { env?: Record<string, string>, clock?: FakeClock, signingKey?: SigningKey, /** another database than the file's */ database?: DatabaseHandle }
 
 /** The app as production builds it, on this file's database; closed when the test ends. Log lines are kept. */
 export async function build (test: Test, options: BuildOptions = {}) {
@@ -78,7 +78,7 @@ export async function build (test: Test, options: BuildOptions = {}) {
   const logStream = new Writable({ write (chunk, _enc, cb) { logs.push(String(chunk)); cb() } })
   const app = await buildApp({
     config: testConfig(options.env),
-    database: await testDatabase(),
+    database: options.database ?? await testDatabase(),
     signingKey: options.signingKey ?? testKey(),
     clock: options.clock?.now ?? Date.now,
     logStream,

@@ -28,7 +28,7 @@ t.test('returns the user of a valid access token', async t => {
   const res = await me(app, bearer(tokens.accessToken))
   t.equal(res.statusCode, 200)
   t.equal(res.headers['cache-control'], 'no-store')
-  t.same(res.json(), tokens.user)
+  t.same(res.json(), { ...tokens.user, role: 'user', emailVerified: false }, 'the token response\'s user, with role and verification state')
   t.equal((await me(app, { authorization: `bearer ${tokens.accessToken}` })).statusCode, 200, 'the scheme is case-insensitive')
 })
 
@@ -37,7 +37,8 @@ t.test('the access token: EdDSA, typ at+jwt, kid, and the claims', async t => {
   const { tokens } = await register(app)
   const { header, payload } = decode(tokens.accessToken)
   t.same(header, { alg: 'EdDSA', typ: 'at+jwt', kid: testKey().kid })
-  t.same(Object.keys(payload).sort(), ['aud', 'exp', 'iat', 'iss', 'jti', 'sid', 'sub'])
+  t.same(Object.keys(payload).sort(), ['aud', 'exp', 'iat', 'iss', 'jti', 'role', 'sid', 'sub'])
+  t.equal(payload.role, 'user')
   t.equal(payload.iss, 'auth-api')
   t.equal(payload.aud, 'auth-api')
   t.equal(payload.sub, tokens.user.id)

@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from 'uuid'
 import type { Config } from '../config.js'
+import type { Role } from '../db/schema.js'
 import type { Database, Executor } from '../db/client.js'
 import { ApiError, type ProblemCode } from '../errors.js'
 import { findChildToken, findSessionOfToken, insertRefreshToken, lockRefreshToken, rotateRefreshToken } from '../repositories/refresh-tokens.js'
@@ -12,8 +13,11 @@ import { throttled } from './throttle.js'
 
 export type Clock = () => number
 
-export interface UserRow { id: string, email: string, username: string | null, name: string | null, createdAt: Date }
+export interface UserRow { id: string, email: string, username: string | null, name: string | null, role: Role, emailVerifiedAt: Date | null, createdAt: Date }
+/** The `user` of a token response. */
 export interface PublicUser { id: string, email: string, username: string | null, name: string | null, createdAt: string }
+/** What /me and PATCH /me answer: the public user with its role and verification state. */
+export interface Profile extends PublicUser { role: Role, emailVerified: boolean }
 export interface ClientMeta { ip: string | null, userAgent: string | null }
 export interface AccessClaims { sub: string, sid: string }
 
@@ -37,14 +41,15 @@ export interface AuthServiceDeps {
   refreshSecret: Buffer
   throttle: LoginThrottle
   /** Signs an access token; `iat` is taken from the clock. */
-  signAccessToken: (claims: { sub: string, sid: string, jti: string, iat: number }) => string
+  signAccessToken: (claims: { sub: string, sid: string, jti: string, iat: number, role: Role }) => string
 }
 
 export const toPublicUser = (u: UserRow): PublicUser => ({ id: u.id, email: u.email, username: u.username, name: u.name, createdAt: u.createdAt.toISOString() })
+export const toProfile = (u: UserRow): Profile => ({ ...toPublicUser(u), role: u.role, emailVerified: u.emailVerifiedAt !== null })
 const seconds = (ms: number) => Math.max(0, Math.floor(ms / 1000))
 
 /** Postgres unique violations become the contract's 409s, whichever driver raised them. */
-function conflictFrom (err: unknown): ApiError | undefined {
+export function conflictFrom (err: unknown): ApiError | undefined {
   for (let e = err as { code?: unknown, constraint?: unknown, constraint_name?: unknown, cause?: unknown } | undefined; e; e = e.cause as typeof e) {
     if (e.code === '23505') {
       const constraint = String(e.constraint_name ?? e.constraint ?? '')
@@ -70,7 +75,7 @@ export class AuthService {
   }
 
   private tokenResponse (user: UserRow, session: IssuedSession, now: Date): TokenResponse {
-    const accessToken = this.deps.signAccessToken({ sub: user.id, sid: session.sessionId, jti: uuidv7(), iat: Math.floor(now.getTime() / 1000) })
+    const accessToken = this.deps.signAccessToken({ sub: user.id, sid: session.sessionId, jti: uuidv7(), iat: Math.floor(now.getTime() / 1000), role: user.role })
     return {
       tokenType: 'Bearer',
       accessToken,

@@ -17,12 +17,13 @@ export const normalizePassword = (password: string) => password.normalize('NFKC'
 /** Length in code points, not UTF-16 units. */
 export const codePoints = (s: string) => [...s].length
 
-export interface PolicyContext { minLength: number, email: string, username?: string | undefined }
+export interface PolicyContext { minLength: number, email: string, username?: string | null | undefined, /** JSON Pointer of the field, for the problem's errors */ field?: string }
 
 /** Throws the problem a registration (or password change) would get; takes a normalised password. */
 export function assertPasswordPolicy (password: string, ctx: PolicyContext): void {
   const length = codePoints(password)
-  const field = [{ path: '/password', message: `must be ${ctx.minLength} to ${MAX_PASSWORD_LENGTH} characters` }]
+  const path = ctx.field ?? '/password'
+  const field = [{ path, message: `must be ${ctx.minLength} to ${MAX_PASSWORD_LENGTH} characters` }]
   if (length < ctx.minLength) {
     throw new ApiError('password_too_short', `The password must be at least ${ctx.minLength} characters long`, { errors: field })
   }
@@ -33,11 +34,11 @@ export function assertPasswordPolicy (password: string, ctx: PolicyContext): voi
   const localPart = ctx.email.slice(0, ctx.email.lastIndexOf('@')).toLowerCase()
   if (common.has(lower)) {
     throw new ApiError('password_too_common', 'This password appears in a list of common or breached passwords; choose another',
-      { errors: [{ path: '/password', message: 'is a common password' }] })
+      { errors: [{ path, message: 'is a common password' }] })
   }
-  if (lower === localPart || (ctx.username !== undefined && lower === ctx.username.toLowerCase())) {
+  if (lower === localPart || (typeof ctx.username === 'string' && lower === ctx.username.toLowerCase())) {
     throw new ApiError('password_too_common', 'The password must not be the same as the email address or username',
-      { errors: [{ path: '/password', message: 'matches the email or username' }] })
+      { errors: [{ path, message: 'matches the email or username' }] })
   }
 }
 

@@ -1,7 +1,10 @@
 import { sql } from 'drizzle-orm'
-import { boolean, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { boolean, check, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
+
+export const ROLES = ['user', 'admin'] as const
+export type Role = typeof ROLES[number]
 
 export const users = pgTable('users', {
   id: uuid('id').primaryKey(),
@@ -10,12 +13,14 @@ export const users = pgTable('users', {
   username: text('username'),
   name: text('name'),
   passwordHash: text('password_hash').notNull(),
-  role: text('role').notNull().default('user'),
+  role: text('role', { enum: ROLES }).notNull().default('user'),
+  emailVerifiedAt: at('email_verified_at'),
   createdAt: at('created_at').notNull(),
   updatedAt: at('updated_at').notNull(),
 }, t => [
   uniqueIndex('users_email_key').on(t.email),
   uniqueIndex('users_username_lower_key').on(sql`lower(${t.username})`),
+  check('users_role_check', sql`${t.role} in ('user', 'admin')`),
 ])
 
 export const sessions = pgTable('sessions', {

@@ -2,26 +2,32 @@ import fastifyJwt from '@fastify/jwt'
 import { createVerifier } from 'fast-jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { AuthService, toPublicUser, type AccessClaims, type PublicUser } from '../auth/auth-service.js'
+import { audit } from '../audit.js'
+import { AccountService } from '../auth/account-service.js'
+import { AuthService, toProfile, type AccessClaims, type Profile } from '../auth/auth-service.js'
 import { verificationKeyFromPem, type PublicJwk, type SigningKey } from '../auth/keys.js'
 import { databaseThrottle, redisThrottle } from '../auth/login-throttle.js'
 import { dummyHash } from '../auth/passwords.js'
+import type { Role } from '../db/schema.js'
 import { ApiError } from '../errors.js'
 import { findSessionWithUser } from '../repositories/sessions.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     authService: AuthService
+    accountService: AccountService
     signingKey: SigningKey
     /** Every key a token may be signed with: the signing key first, then retired ones (JWT_PREVIOUS_PUBLIC_KEYS). */
     publicKeys: PublicJwk[]
     /** onRequest guard: a valid access token of a live session, or 401 with the RFC 6750 challenge. */
     authenticate: (request: FastifyRequest) => Promise<void>
+    /** onRequest guard after `authenticate`: 403 `forbidden` unless the signed-in user has this role. */
+    requireRole: (role: Role) => (request: FastifyRequest) => Promise<void>
     /** Verifies an access token; `ignoreExpiration` serves logout with an expired token. */
     verifyAccessToken: (token: string, options?: { ignoreExpiration?: boolean }) => AccessClaims
   }
   interface FastifyRequest {
-    principal: { user: PublicUser, sessionId: string } | null
+    principal: { user: Profile, sessionId: string } | null
   }
 }
 
@@ -85,16 +91,19 @@ async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey 
   // computed now, so the first sign-in of an unknown account costs no more than any other
   await dummyHash()
   app.decorate('signingKey', key)
+  // one per-account count for sign-ins and for the routes that ask for the current password
+  const throttle = app.redis
+    ? redisThrottle(app.redis, config.redisKeyPrefix, config.rateLimit.loginAccount)
+    : databaseThrottle(app.db, config.rateLimit.loginAccount)
   app.decorate('authService', new AuthService({
     db: app.db,
     config,
     clock,
     refreshSecret: key.refreshSecret,
-    throttle: app.redis
-      ? redisThrottle(app.redis, config.redisKeyPrefix, config.rateLimit.loginAccount)
-      : databaseThrottle(app.db, config.rateLimit.loginAccount),
+    throttle,
     signAccessToken: claims => app.jwt.sign(claims),
   }))
+  app.decorate('accountService', new AccountService({ db: app.db, config, clock, throttle }))
 
   app.decorate('verifyAccessToken', (token: string, options?: { ignoreExpiration?: boolean }) => {
     const verifier = verifiers.get(kidOf(token))
@@ -122,7 +131,16 @@ async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey 
     const row = await findSessionWithUser(app.db, claims.sid, claims.sub)
     if (!row || row.absoluteExpiresAt.getTime() <= clock()) throw unauthorized('The session of this token has ended', true)
     if (row.revokedAt) throw unauthorized('The session of this token has been signed out', true, 'session_revoked')
-    request.principal = { user: toPublicUser(row.user), sessionId: claims.sid }
+    request.principal = { user: toProfile(row.user), sessionId: claims.sid }
+  })
+
+  // The role is read with the session on every request, not taken from the token: a demotion takes effect at once.
+  app.decorate('requireRole', (role: Role) => async (request: FastifyRequest) => {
+    if (!request.principal) await app.authenticate(request)
+    if (request.principal!.user.role !== role) {
+      audit(request, 'forbidden', { userId: request.principal!.user.id, sessionId: request.principal!.sessionId, route: request.routeOptions.url })
+      throw new ApiError('forbidden', `This route needs the ${role} role`)
+    }
   })
 }
 

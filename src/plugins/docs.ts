@@ -17,7 +17,8 @@ async function docsPlugin (app: FastifyInstance) {
       servers: [{ url: 'http://127.0.0.1:3000', description: 'Local development' }],
       tags: [
         { name: 'auth', description: 'Register, sign in, refresh and sign out' },
-        { name: 'account', description: 'The signed-in user' },
+        { name: 'account', description: 'The signed-in user: profile, password, sessions, deletion' },
+        { name: 'admin', description: 'Operators (role admin): users and their sessions' },
         { name: 'keys', description: 'Public keys to verify access tokens' },
         { name: 'ops', description: 'Health and readiness' },
       ],

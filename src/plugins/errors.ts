@@ -76,6 +76,18 @@ export function sendProblem (reply: FastifyReply, error: ApiError) {
   return reply.send(toProblem(error.code, error.detail, error.errors))
 }
 
+/**
+ * Fastify's `frameworkErrors`: what the router refuses before any route or hook runs (a URL that is not
+ * valid percent-encoding, a path parameter over maxParamLength) gets the same problem shape. A parameter
+ * too long to be any id names nothing: 404, as an unknown id would.
+ */
+export function frameworkErrors (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const problem = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? new ApiError('not_found', 'No such resource') : classify(err)
+  request.log.info({ code: problem.code, status: problem.statusCode }, 'request refused')
+  reply.header('cache-control', 'no-store')
+  return sendProblem(reply, problem)
+}
+
 async function errorsPlugin (app: FastifyInstance) {
   app.decorateRequest('problemCode', null)
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {

@@ -1,6 +1,6 @@
 import { eq, sql } from 'drizzle-orm'
 import type { Executor } from '../db/client.js'
-import { refreshTokens, sessions } from '../db/schema.js'
+import { refreshTokens, sessions, type Role } from '../db/schema.js'
 
 export type NewRefreshToken = typeof refreshTokens.$inferInsert
 
@@ -26,6 +26,8 @@ interface LockedRow {
   email: string,
   username: string | null,
   name: string | null,
+  role: Role,
+  email_verified_ms: number | null,
   user_created_ms: number
 }
 
@@ -43,7 +45,8 @@ export async function lockRefreshToken (ex: Executor, tokenHash: string) {
            s.id as session_id, s.remember_me,
            extract(epoch from s.absolute_expires_at)::float8 * 1000 as absolute_expires_ms,
            extract(epoch from s.revoked_at)::float8 * 1000 as revoked_ms,
-           u.id as user_id, u.email, u.username, u.name,
+           u.id as user_id, u.email, u.username, u.name, u.role,
+           extract(epoch from u.email_verified_at)::float8 * 1000 as email_verified_ms,
            extract(epoch from u.created_at)::float8 * 1000 as user_created_ms
     from refresh_tokens rt
     join sessions s on s.id = rt.session_id
@@ -55,7 +58,9 @@ export async function lockRefreshToken (ex: Executor, tokenHash: string) {
   return {
     token: { id: row.token_id, expiresAt: date(row.token_expires_ms)!, spentAt: date(row.token_spent_ms) },
     session: { id: row.session_id, rememberMe: row.remember_me, absoluteExpiresAt: date(row.absolute_expires_ms)!, revokedAt: date(row.revoked_ms) },
-    user: { id: row.user_id, email: row.email, username: row.username, name: row.name, createdAt: date(row.user_created_ms)! },
+    user: {
+      id: row.user_id, email: row.email, username: row.username, name: row.name, role: row.role, emailVerifiedAt: date(row.email_verified_ms), createdAt: date(row.user_created_ms)!,
+    },
   }
 }
 

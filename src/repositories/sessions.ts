@@ -1,6 +1,6 @@
-import { and, eq, isNull, ne, sql } from 'drizzle-orm'
+import { and, desc, eq, exists, gt, isNull, ne, sql } from 'drizzle-orm'
 import type { Database, Executor } from '../db/client.js'
-import { sessions, users } from '../db/schema.js'
+import { refreshTokens, sessions, users } from '../db/schema.js'
 
 export type NewSession = typeof sessions.$inferInsert
 
@@ -12,7 +12,9 @@ function sessionWithUserQuery (db: Database) {
   return db.select({
     revokedAt: sessions.revokedAt,
     absoluteExpiresAt: sessions.absoluteExpiresAt,
-    user: { id: users.id, email: users.email, username: users.username, name: users.name, createdAt: users.createdAt },
+    user: {
+      id: users.id, email: users.email, username: users.username, name: users.name, createdAt: users.createdAt, role: users.role, emailVerifiedAt: users.emailVerifiedAt,
+    },
   }).from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))
     .where(and(eq(sessions.id, sql.placeholder('sid')), eq(sessions.userId, sql.placeholder('uid'))))
@@ -28,6 +30,39 @@ export async function findSessionWithUser (db: Database, sessionId: string, user
   if (!query) prepared.set(db, query = sessionWithUserQuery(db))
   const [row] = await query.execute({ sid: sessionId, uid: userId })
   return row
+}
+
+/** A session is live while not revoked, within its absolute lifetime, and holding an unspent, unexpired refresh token. */
+const live = (ex: Executor, now: Date) => and(
+  isNull(sessions.revokedAt),
+  gt(sessions.absoluteExpiresAt, now),
+  exists(ex.select({ one: sql`1` }).from(refreshTokens)
+    .where(and(eq(refreshTokens.sessionId, sessions.id), isNull(refreshTokens.spentAt), gt(refreshTokens.expiresAt, now)))),
+)
+
+/** The user's live sessions, newest first; `expiresAt` is when the live refresh token runs out. */
+export async function listLiveSessions (ex: Executor, userId: string, now: Date) {
+  return ex.select({
+    id: sessions.id,
+    createdAt: sessions.createdAt,
+    lastUsedAt: sessions.lastUsedAt,
+    rememberMe: sessions.rememberMe,
+    userAgent: sessions.userAgent,
+    ip: sessions.ip,
+    expiresAt: sql<Date>`max(${refreshTokens.expiresAt})`.mapWith(refreshTokens.expiresAt),
+  }).from(sessions)
+    .innerJoin(refreshTokens, eq(refreshTokens.sessionId, sessions.id))
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.absoluteExpiresAt, now), isNull(refreshTokens.spentAt), gt(refreshTokens.expiresAt, now)))
+    .groupBy(sessions.id)
+    .orderBy(desc(sessions.createdAt), desc(sessions.id))
+}
+
+/** Revokes one live session of this user; false when there is none by that id (unknown, ended, or someone else's). */
+export async function revokeLiveSession (ex: Executor, sessionId: string, userId: string, reason: string, now: Date): Promise<boolean> {
+  const rows = await ex.update(sessions).set({ revokedAt: now, revokedReason: reason })
+    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), live(ex, now)))
+    .returning({ id: sessions.id })
+  return rows.length > 0
 }
 
 export async function revokeSession (ex: Executor, sessionId: string, reason: string, now: Date): Promise<number> {

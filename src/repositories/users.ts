@@ -1,12 +1,17 @@
-import { eq, sql } from 'drizzle-orm'
+import { and, asc, eq, gt, like, sql, type SQL } from 'drizzle-orm'
 import type { Executor } from '../db/client.js'
-import { users, type User } from '../db/schema.js'
+import { refreshTokens, sessions, users, type Role, type User } from '../db/schema.js'
 
 export type NewUser = typeof users.$inferInsert
 
 export async function insertUser (ex: Executor, row: NewUser): Promise<User> {
   const [user] = await ex.insert(users).values(row).returning()
   return user!
+}
+
+export async function findUserById (ex: Executor, id: string): Promise<User | undefined> {
+  const [user] = await ex.select().from(users).where(eq(users.id, id)).limit(1)
+  return user
 }
 
 export async function findUserByEmail (ex: Executor, email: string): Promise<User | undefined> {
@@ -17,5 +22,46 @@ export async function findUserByEmail (ex: Executor, email: string): Promise<Use
 /** Case-insensitive, served by the unique index on lower(username). */
 export async function findUserByUsername (ex: Executor, username: string): Promise<User | undefined> {
   const [user] = await ex.select().from(users).where(sql`lower(${users.username}) = lower(${username})`).limit(1)
+  return user
+}
+
+export async function updateUser (ex: Executor, id: string, changes: Partial<Pick<NewUser, 'name' | 'username' | 'passwordHash' | 'role' | 'updatedAt'>>): Promise<User | undefined> {
+  const [user] = await ex.update(users).set(changes).where(eq(users.id, id)).returning()
+  return user
+}
+
+/**
+ * Deletes the user; sessions and refresh tokens go with it (ON DELETE CASCADE). The refresh tokens are
+ * locked first, in the order a refresh locks them (token, then session), so a refresh running at the
+ * same moment waits for this transaction instead of deadlocking with it.
+ */
+export async function deleteUser (ex: Executor, id: string): Promise<boolean> {
+  await ex.select({ id: refreshTokens.id }).from(refreshTokens)
+    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+    .where(eq(sessions.userId, id))
+    .for('update', { of: refreshTokens })
+  const deleted = await ex.delete(users).where(eq(users.id, id)).returning({ id: users.id })
+  return deleted.length > 0
+}
+
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, c => `\\${c}`)
+
+/** A page of users ordered by id (creation order: ids are UUIDv7), after `cursor`, by email prefix. */
+export async function listUsers (ex: Executor, options: { limit: number, cursor?: string | undefined, emailPrefix?: string | undefined }) {
+  const filters: (SQL | undefined)[] = [
+    options.cursor ? gt(users.id, options.cursor) : undefined,
+    // emails are stored lower-cased, so a lower-cased prefix matches regardless of case
+    options.emailPrefix ? like(users.email, `${escapeLike(options.emailPrefix.toLowerCase())}%`) : undefined,
+  ]
+  const page = await ex.select({
+    id: users.id, email: users.email, username: users.username, name: users.name, role: users.role, emailVerifiedAt: users.emailVerifiedAt, createdAt: users.createdAt,
+  }).from(users).where(and(...filters)).orderBy(asc(users.id)).limit(options.limit + 1)
+  const more = page.length > options.limit
+  const items = more ? page.slice(0, options.limit) : page
+  return { items, nextCursor: more ? items.at(-1)!.id : null }
+}
+
+export async function setRoleByEmail (ex: Executor, email: string, role: Role, now: Date): Promise<User | undefined> {
+  const [user] = await ex.update(users).set({ role, updatedAt: now }).where(eq(users.email, email)).returning()
   return user
 }

@@ -39,13 +39,13 @@ const LogoutBody = Type.Object({
   examples: [{ refreshToken: 'kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo', scope: 'local' }],
 })
 
-const meta = (request: FastifyRequest): ClientMeta => ({
+export const meta = (request: FastifyRequest): ClientMeta => ({
   ip: request.ip ?? null,
   userAgent: request.headers['user-agent']?.slice(0, 512) ?? null,
 })
 
 /** Emails are trimmed and lower-cased, names trimmed, before the schema sees them. */
-async function normalizeIdentity (request: FastifyRequest) {
+export async function normalizeIdentity (request: FastifyRequest) {
   const body = request.body as Record<string, unknown> | null | undefined
   if (!body || typeof body !== 'object' || Array.isArray(body)) return
   if (typeof body.email === 'string') body.email = body.email.trim().toLowerCase()

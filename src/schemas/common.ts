@@ -21,6 +21,14 @@ export const User = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
 }, { description: 'The signed-in user', examples: [userExample] })
 
+export const Role = Type.Union([Type.Literal('user'), Type.Literal('admin')], { description: 'user by default; admin is granted from the command line (npm run user:role)' })
+
+export const Profile = Type.Object({
+  ...User.properties,
+  role: Role,
+  emailVerified: Type.Boolean({ description: 'Whether the email address has been verified' }),
+}, { description: 'The signed-in user, with role and verification state', examples: [{ ...userExample, role: 'user', emailVerified: false }] })
+
 export const TokenResponse = Type.Object({
   tokenType: Type.Literal('Bearer'),
   accessToken: Type.String({ description: 'EdDSA-signed JWT (typ at+jwt)' }),
@@ -76,16 +84,20 @@ const describe: Record<number, string> = {
   503: 'The database is unavailable',
 }
 
-/** Response schemas for the problems a route can send, as application/problem+json. */
-export function problemResponses (...statuses: number[]) {
+/**
+ * Response schemas for the problems a route can send, as application/problem+json. A status stands for
+ * its representative code; a code (e.g. 'forbidden') documents that code as its status's example.
+ */
+export function problemResponses (...sent: (number | ProblemCode)[]) {
   const out: Record<number, unknown> = {}
-  for (const status of [...statuses, 429, 500, 503]) {
-    const code = exampleCode[status] ?? 'internal_error'
+  for (const item of [...sent, 429, 500, 503]) {
+    const status = typeof item === 'number' ? item : problems[item].status
+    const code = typeof item === 'number' ? exampleCode[status] ?? 'internal_error' : item
     const example = code === 'validation_failed'
       ? toProblem(code, '/email must match format "email"', [{ path: '/email', message: 'must match format "email"' }])
       : toProblem(code)
     out[status] = {
-      description: describe[status] ?? 'Problem',
+      description: typeof item === 'number' ? describe[status] ?? 'Problem' : `${problems[code].title} (${code})`,
       content: { 'application/problem+json': { schema: { ...Problem, examples: [example] } } },
     }
   }

@@ -1,0 +1,135 @@
+import type { Config } from '../config.js'
+import type { Database } from '../db/client.js'
+import type { Role } from '../db/schema.js'
+import { ApiError } from '../errors.js'
+import { listLiveSessions, revokeLiveSession, revokeUserSessions } from '../repositories/sessions.js'
+import { deleteUser, findUserById, listUsers, updateUser } from '../repositories/users.js'
+import { conflictFrom, toProfile, type Clock, type Profile } from './auth-service.js'
+import type { LoginThrottle } from './login-throttle.js'
+import { assertPasswordPolicy, codePoints, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
+import { throttled } from './throttle.js'
+
+export interface AccountServiceDeps {
+  db: Database
+  config: Config
+  clock: Clock
+  throttle: LoginThrottle
+}
+
+export interface SessionView {
+  id: string
+  current: boolean
+  createdAt: string
+  lastUsedAt: string
+  expiresAt: string
+  rememberMe: boolean
+  userAgent: string | null
+  ip: string | null
+}
+
+export interface AdminUserView {
+  id: string, email: string, username: string | null, name: string | null, role: Role, emailVerified: boolean, createdAt: string
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+/** Ids from the path are checked here, not by the schema: a malformed id is as unknown as any other (404). */
+export const isUuid = (id: string) => UUID.test(id)
+
+/** A signed-in user managing their own account, and an admin managing others. */
+export class AccountService {
+  constructor (private readonly deps: AccountServiceDeps) {}
+
+  private now () { return new Date(this.deps.clock()) }
+
+  async listSessions (userId: string, currentSessionId: string): Promise<SessionView[]> {
+    const rows = await listLiveSessions(this.deps.db, userId, this.now())
+    return rows.map(s => ({
+      id: s.id,
+      current: s.id === currentSessionId,
+      createdAt: s.createdAt.toISOString(),
+      lastUsedAt: s.lastUsedAt.toISOString(),
+      expiresAt: s.expiresAt.toISOString(),
+      rememberMe: s.rememberMe,
+      userAgent: s.userAgent,
+      ip: s.ip,
+    }))
+  }
+
+  /** 404 for an id that is malformed, unknown, already ended or another user's: ids cannot be probed. */
+  async revokeSession (userId: string, sessionId: string): Promise<void> {
+    const revoked = isUuid(sessionId) && await revokeLiveSession(this.deps.db, sessionId.toLowerCase(), userId, 'revoked_by_user', this.now())
+    if (!revoked) throw new ApiError('not_found', 'No session of yours has this id')
+  }
+
+  async updateProfile (userId: string, changes: { name?: string | null | undefined, username?: string | null | undefined }): Promise<Profile> {
+    const set: { name?: string | null, username?: string | null, updatedAt: Date } = { updatedAt: this.now() }
+    if (changes.name !== undefined) set.name = changes.name || null
+    if (changes.username !== undefined) set.username = changes.username
+    let user
+    try {
+      user = await updateUser(this.deps.db, userId, set)
+    } catch (err) {
+      throw conflictFrom(err) ?? err
+    }
+    if (!user) throw new ApiError('invalid_token', 'The account of this token no longer exists')
+    return toProfile(user)
+  }
+
+  /**
+   * The current password, checked as a sign-in is: the attempt counts toward the per-account limit
+   * before the hash is computed, so a locked account answers 429 without it. A success clears the count.
+   */
+  private async checkCurrentPassword (userId: string, currentPassword: string) {
+    const { db, throttle, config } = this.deps
+    const key = `user:${userId}`
+    const gate = await throttle.reserve(key, this.now())
+    if (!gate.allowed) {
+      throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many wrong passwords for this account; try again later')
+    }
+    const user = await findUserById(db, userId)
+    if (!user) throw new ApiError('invalid_token', 'The account of this token no longer exists')
+    const password = normalizePassword(currentPassword)
+    const valid = codePoints(password) <= MAX_PASSWORD_LENGTH && await verifyPassword(user.passwordHash, password)
+    if (!valid) {
+      throw new ApiError('current_password_incorrect', 'The current password is not correct', { errors: [{ path: '/currentPassword', message: 'is not correct' }] })
+    }
+    await throttle.clear(key)
+    return user
+  }
+
+  /** Sets a new password and ends every other session of the user; the caller's stays signed in. Returns how many ended. */
+  async changePassword (userId: string, sessionId: string, input: { currentPassword: string, newPassword: string }): Promise<number> {
+    const user = await this.checkCurrentPassword(userId, input.currentPassword)
+    const password = normalizePassword(input.newPassword)
+    assertPasswordPolicy(password, { minLength: this.deps.config.passwordMinLength, email: user.email, username: user.username, field: '/newPassword' })
+    const passwordHash = await hashPassword(password)
+    const now = this.now()
+    return this.deps.db.transaction(async tx => {
+      await updateUser(tx, userId, { passwordHash, updatedAt: now })
+      return revokeUserSessions(tx, userId, 'password_changed', now, sessionId)
+    })
+  }
+
+  /** The user, their sessions and refresh tokens, in one transaction. */
+  async deleteAccount (userId: string, currentPassword: string): Promise<void> {
+    await this.checkCurrentPassword(userId, currentPassword)
+    await this.deps.db.transaction(tx => deleteUser(tx, userId))
+  }
+
+  async listUsers (options: { limit: number, cursor?: string | undefined, email?: string | undefined }) {
+    const page = await listUsers(this.deps.db, { limit: options.limit, cursor: options.cursor?.toLowerCase(), emailPrefix: options.email })
+    const users: AdminUserView[] = page.items.map(u => ({
+      id: u.id, email: u.email, username: u.username, name: u.name, role: u.role, emailVerified: u.emailVerifiedAt !== null, createdAt: u.createdAt.toISOString(),
+    }))
+    return { users, nextCursor: page.nextCursor }
+  }
+
+  /** Ends every session of a user; 404 when there is no such user. Returns how many ended. */
+  async revokeAllSessions (userId: string): Promise<number> {
+    if (!isUuid(userId)) throw new ApiError('not_found', 'No user has this id')
+    const id = userId.toLowerCase()
+    const user = await findUserById(this.deps.db, id)
+    if (!user) throw new ApiError('not_found', 'No user has this id')
+    return revokeUserSessions(this.deps.db, id, 'revoked_by_admin', this.now())
+  }
+}

@@ -1,0 +1,176 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
+import { audit } from '../audit.js'
+import { ApiError } from '../errors.js'
+import { described, DisplayName, Password, Profile, problemResponses, Username } from '../schemas/common.js'
+import { normalizeIdentity } from './auth.js'
+
+const sessionExample = {
+  id: '01a2082a-4c53-76c6-bedb-c9c808e9776d',
+  current: true,
+  createdAt: '2026-11-23T11:28:39.506Z',
+  lastUsedAt: '2026-11-23T12:02:11.093Z',
+  expiresAt: '2026-11-24T00:02:11.093Z',
+  rememberMe: false,
+  userAgent: 'Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)',
+  ip: '203.0.113.7',
+}
+
+const Session = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  current: Type.Boolean({ description: 'The session of the access token making this request' }),
+  createdAt: Type.String({ format: 'date-time', description: 'Sign-in' }),
+  lastUsedAt: Type.String({ format: 'date-time', description: 'The last sign-in or refresh' }),
+  expiresAt: Type.String({ format: 'date-time', description: 'When it ends unless refreshed: the earlier of the idle and absolute limits' }),
+  rememberMe: Type.Boolean(),
+  userAgent: Type.Union([Type.String(), Type.Null()], { description: 'User-Agent of the last sign-in or refresh' }),
+  ip: Type.Union([Type.String(), Type.Null()], { description: 'Client IP of the last sign-in or refresh, as the rate limiter sees it' }),
+})
+
+const SessionList = Type.Object({ sessions: Type.Array(Session) }, { description: 'Live sessions, newest first', examples: [{ sessions: [sessionExample] }] })
+
+const SessionParams = Type.Object({ id: Type.String({ description: 'Session id (from GET /sessions)', examples: [sessionExample.id] }) })
+
+const ProfileChanges = Type.Object({
+  name: Type.Optional(Type.Union([DisplayName, Type.Null()], { description: 'null or an empty string removes it' })),
+  username: Type.Optional(Type.Union([Username, Type.Null()], { description: 'null removes it (sign-in by email only)' })),
+}, { additionalProperties: false, description: 'Only the fields sent change', examples: [{ name: 'Ada King', username: 'ada_king' }] })
+
+const CurrentPassword = Type.String({ maxLength: 1024, description: 'The password the account has now', examples: ['correct horse battery staple'] })
+
+const PasswordChange = Type.Object({
+  currentPassword: CurrentPassword,
+  newPassword: Password,
+}, { additionalProperties: false, examples: [{ currentPassword: 'correct horse battery staple', newPassword: 'a different and longer passphrase' }] })
+
+const AccountDeletion = Type.Object({
+  currentPassword: { ...CurrentPassword, examples: ['a different and longer passphrase'] },
+}, { additionalProperties: false, examples: [{ currentPassword: 'a different and longer passphrase' }] })
+
+const bearerOnly = [{ bearerAuth: [] }]
+const principal = (request: FastifyRequest) => request.principal!
+
+/** Signed-in users managing their own account: sessions, profile, password, deletion. */
+export default async function accountRoutes (fastify: FastifyInstance) {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  const cookie = app.refreshCookie
+  const accounts = app.accountService
+
+  /** Failures of the routes that check the current password are audited (they count toward the account's limit). */
+  async function auditFailure<T> (request: FastifyRequest, event: 'password_change_failed' | 'account_delete_failed', work: () => Promise<T>): Promise<T> {
+    try {
+      return await work()
+    } catch (err) {
+      if (err instanceof ApiError) audit(request, event, { userId: principal(request).user.id, sessionId: principal(request).sessionId, code: err.code })
+      throw err
+    }
+  }
+
+  app.get('/me', {
+    onRequest: [app.authenticate],
+    schema: {
+      tags: ['account'],
+      operationId: 'getMe',
+      summary: 'The signed-in user',
+      security: bearerOnly,
+      response: { 200: Profile, ...problemResponses(401) },
+    },
+  }, async (request) => principal(request).user)
+
+  app.patch('/me', {
+    onRequest: [app.authenticate],
+    preValidation: normalizeIdentity,
+    schema: {
+      tags: ['account'],
+      operationId: 'updateMe',
+      summary: 'Change the display name or username',
+      security: bearerOnly,
+      body: ProfileChanges,
+      response: { 200: described(Profile, 'The updated profile'), ...problemResponses(400, 401, 'username_taken', 413, 415) },
+    },
+  }, async (request) => {
+    const { user, sessionId } = principal(request)
+    const profile = await accounts.updateProfile(user.id, request.body)
+    audit(request, 'profile_updated', { userId: user.id, sessionId, fields: Object.keys(request.body) })
+    return profile
+  })
+
+  app.post('/me/password', {
+    onRequest: [app.authenticate],
+    schema: {
+      tags: ['account'],
+      operationId: 'changePassword',
+      summary: 'Change the password; every other session is signed out',
+      description: 'A wrong current password counts toward the per-account sign-in limit; once it is reached this answers 429 without checking the password.',
+      security: bearerOnly,
+      body: PasswordChange,
+      response: {
+        204: Type.Null({ description: 'Changed; this session stays signed in, every other one has ended' }),
+        ...problemResponses(400, 401, 'current_password_incorrect', 413, 415),
+      },
+    },
+  }, async (request, reply) => {
+    const { user, sessionId } = principal(request)
+    const ended = await auditFailure(request, 'password_change_failed', () => accounts.changePassword(user.id, sessionId, request.body))
+    audit(request, 'password_changed', { userId: user.id, sessionId, otherSessionsEnded: ended })
+    return reply.code(204).send(null)
+  })
+
+  app.delete('/me', {
+    onRequest: [app.authenticate],
+    schema: {
+      tags: ['account'],
+      operationId: 'deleteMe',
+      summary: 'Delete the account, its sessions and tokens',
+      description: 'A wrong current password counts toward the per-account sign-in limit. Afterwards every token of the account is refused and the email can register again.',
+      security: bearerOnly,
+      body: AccountDeletion,
+      response: {
+        204: Type.Null({ description: 'Deleted' }),
+        ...problemResponses(400, 401, 'current_password_incorrect', 413, 415),
+      },
+    },
+  }, async (request, reply) => {
+    const { user, sessionId } = principal(request)
+    await auditFailure(request, 'account_delete_failed', () => accounts.deleteAccount(user.id, request.body.currentPassword))
+    audit(request, 'account_deleted', { userId: user.id, sessionId })
+    if (cookie.read(request) !== undefined) cookie.clear(reply)
+    return reply.code(204).send(null)
+  })
+
+  app.get('/sessions', {
+    onRequest: [app.authenticate],
+    schema: {
+      tags: ['account'],
+      operationId: 'listSessions',
+      summary: 'The signed-in user\'s live sessions',
+      description: 'Live: not signed out, within the absolute lifetime, with an unexpired refresh token. Never a token.',
+      security: bearerOnly,
+      response: { 200: SessionList, ...problemResponses(401) },
+    },
+  }, async (request) => {
+    const { user, sessionId } = principal(request)
+    return { sessions: await accounts.listSessions(user.id, sessionId) }
+  })
+
+  app.delete('/sessions/:id', {
+    onRequest: [app.authenticate],
+    schema: {
+      tags: ['account'],
+      operationId: 'revokeSession',
+      summary: 'Sign out one session by its id',
+      description: 'Its refresh token dies and its access tokens are refused at once. Revoking the current session is a logout. An id that is not one of your live sessions is 404.',
+      security: bearerOnly,
+      params: SessionParams,
+      response: { 204: Type.Null({ description: 'Signed out' }), ...problemResponses(401, 'not_found') },
+    },
+  }, async (request, reply) => {
+    const { user, sessionId } = principal(request)
+    await accounts.revokeSession(user.id, request.params.id)
+    const current = request.params.id.toLowerCase() === sessionId
+    audit(request, 'session_revoked', { userId: user.id, sessionId, revokedSessionId: request.params.id.toLowerCase(), current })
+    if (current && cookie.read(request) !== undefined) cookie.clear(reply)
+    return reply.code(204).send(null)
+  })
+}
