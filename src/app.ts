@@ -75,7 +75,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     return503OnClosing: true,
     frameworkErrors,
     // long enough that any malformed id still reaches its route (auth first, then 404); longer ones are 404 from the router
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
   })
 
   const ajv = validators()

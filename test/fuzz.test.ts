@@ -8,13 +8,22 @@ import { build, register, rows, type TestApp } from './helper.js'
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1000)
 const HANG_MS = 5000
 
-interface Route { method: 'GET' | 'POST', url: string, fields: string[], success: number[] }
+type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE'
+/** `{id}` in a url is replaced by hostile path segments; `as` sends a valid bearer token of that role half the time. */
+interface Route { method: Method, url: string, fields: string[], success: number[], as?: 'user' | 'admin' }
 const routes: Route[] = [
   { method: 'POST', url: '/register', fields: ['email', 'password', 'username', 'name', 'rememberMe'], success: [201] },
   { method: 'POST', url: '/login', fields: ['email', 'username', 'password', 'rememberMe'], success: [200] },
   { method: 'POST', url: '/refresh', fields: ['refreshToken'], success: [200] },
   { method: 'POST', url: '/logout', fields: ['refreshToken', 'scope'], success: [204] },
-  { method: 'GET', url: '/me', fields: [], success: [200] },
+  { method: 'GET', url: '/me', fields: [], success: [200], as: 'user' },
+  { method: 'PATCH', url: '/me', fields: ['name', 'username'], success: [200], as: 'user' },
+  { method: 'POST', url: '/me/password', fields: ['currentPassword', 'newPassword'], success: [204], as: 'user' },
+  { method: 'DELETE', url: '/me', fields: ['currentPassword'], success: [204], as: 'user' },
+  { method: 'GET', url: '/sessions', fields: [], success: [200], as: 'user' },
+  { method: 'DELETE', url: '/sessions/{id}', fields: [], success: [204], as: 'user' },
+  { method: 'GET', url: '/admin/users', fields: [], success: [200], as: 'admin' },
+  { method: 'POST', url: '/admin/users/{id}/revoke-sessions', fields: [], success: [204], as: 'admin' },
   { method: 'GET', url: '/health', fields: [], success: [200] },
   { method: 'GET', url: '/ready', fields: [], success: [200] },
   { method: 'GET', url: '/.well-known/jwks.json', fields: [], success: [200] },
@@ -50,7 +59,11 @@ const headers = fc.record({
   'x-auth-mode': fc.option(fc.constantFrom('cookie', 'body', 'COOKIE', ''), { nil: undefined }),
 }, { requiredKeys: [] })
 
-const query = fc.option(fc.string({ maxLength: 30 }).map(s => `?${encodeURIComponent(s)}=${encodeURIComponent(s)}`), { nil: '' })
+const query = fc.option(fc.oneof(
+  fc.string({ maxLength: 30 }).map(s => `?${encodeURIComponent(s)}=${encodeURIComponent(s)}`),
+  fc.tuple(fc.constantFrom('limit', 'cursor', 'email'), fc.oneof(printable, fc.integer().map(String), fc.uuid())).map(([k, v]) => `?${k}=${encodeURIComponent(v)}`),
+), { nil: '' })
+const pathSegment = fc.oneof(fc.uuid(), printable.map(encodeURIComponent), fc.string({ maxLength: 300 }).map(encodeURIComponent), fc.constantFrom('%zz', '%00', '..', '%2F'))
 
 async function counts () {
   const [row] = await rows<{ users: number, sessions: number, tokens: number, revoked: number, spent: number }>(sql`
@@ -61,9 +74,10 @@ async function counts () {
   return row!
 }
 
-async function send (app: TestApp, route: Route, payload: string | Buffer, hdrs: Record<string, string | undefined>, q: string) {
+async function send (app: TestApp, route: Route, payload: string | Buffer, hdrs: Record<string, string | undefined>, q: string, segment: string) {
   const clean = Object.fromEntries(Object.entries(hdrs).filter(([, v]) => v !== undefined)) as Record<string, string>
-  const request = app.inject({ method: route.method, url: `${route.url}${q}`, headers: clean, ...(route.method === 'POST' && payload.length ? { payload } : {}) })
+  const url = `${route.url.replace('{id}', segment)}${q}`
+  const request = app.inject({ method: route.method, url, headers: clean, ...(route.method !== 'GET' && payload.length ? { payload } : {}) })
   let timer: NodeJS.Timeout | undefined
   const hang = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${HANG_MS} ms`)), HANG_MS) })
   try {
@@ -77,11 +91,13 @@ for (const route of routes) {
   t.test(`${route.method} ${route.url}: ${RUNS} hostile requests`, async t => {
     const app = await build(t)
     // a live account, so tokens and cookies have something real to collide with
-    await register(app)
+    const { tokens } = await register(app)
+    if (route.as === 'admin') await rows(sql`update users set role = 'admin' where id = ${tokens.user.id}`)
+    const valid = `Bearer ${tokens.accessToken}`
     const before = await counts()
     let successes = 0
-    await fc.assert(fc.asyncProperty(bodies(route), headers, query, async (payload, hdrs, q) => {
-      const res = await send(app, route, payload, hdrs, q)
+    await fc.assert(fc.asyncProperty(bodies(route), headers, query, pathSegment, fc.boolean(), async (payload, hdrs, q, segment, signedIn) => {
+      const res = await send(app, route, payload, route.as && signedIn ? { ...hdrs, authorization: valid } : hdrs, q, segment)
       if (route.success.includes(res.statusCode)) {
         successes++
         return
@@ -100,6 +116,7 @@ for (const route of routes) {
     }
     if (!['/register', '/login'].includes(route.url)) t.equal(after.sessions, before.sessions, 'no session written')
     if (route.url !== '/refresh' && route.url !== '/logout') t.equal(after.revoked, before.revoked, 'nothing revoked')
+    if (route.as) t.equal((await app.inject({ url: '/me', headers: { authorization: valid } })).statusCode, 200, 'the account is still signed in')
     t.ok(true, `${RUNS} requests, ${successes} documented successes, no 5xx, no hang`)
   })
 }

@@ -22,8 +22,8 @@ const UserPage = Type.Object({
 }, { description: 'A page of users ordered by id (creation order)', examples: [{ users: [userExample], nextCursor: null }] })
 
 const UserQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100' })),
-  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
+  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
   email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, description: 'Case-insensitive email prefix', examples: ['ada@'] })),
 }, { additionalProperties: false })
 
