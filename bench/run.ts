@@ -117,6 +117,9 @@ async function main () {
     DATABASE_URL: dbUrl,
     JWT_PRIVATE_KEY: key.privatePem,
     NODE_ENV: 'production',
+    // nothing listens there: the verification mails of the bench's sign-ups wait in the outbox
+    SMTP_URL: 'smtp://127.0.0.1:9',
+    APP_URL: 'https://app.example.com',
     LOG_LEVEL: 'warn',
     RATE_LIMIT_LOGIN_IP: high,
     RATE_LIMIT_REGISTER_IP: high,

@@ -5,14 +5,15 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import fp from 'fastify-plugin'
 import type { Clock } from './auth/auth-service.js'
 import { resolveSigningKey, type SigningKey } from './auth/keys.js'
-import type { Config } from './config.js'
+import { assertServable, type Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
-import { REDACT, serializeError } from './log.js'
+import { REDACT, serializeError, serializeRequest } from './log.js'
 import authPlugin from './plugins/auth.js'
 import browserPlugin from './plugins/browser.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import errorsPlugin, { frameworkErrors } from './plugins/errors.js'
+import mailPlugin from './plugins/mail.js'
 import metricsPlugin from './plugins/metrics.js'
 import prunePlugin from './plugins/prune.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
@@ -21,6 +22,7 @@ import securityHeaders from './plugins/security-headers.js'
 import accountRoutes from './routes/account.js'
 import adminRoutes from './routes/admin.js'
 import authRoutes from './routes/auth.js'
+import emailRoutes from './routes/email.js'
 import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
 import wellKnownRoutes from './routes/well-known.js'
@@ -57,10 +59,11 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   const { config } = options
   // Settings and keys are checked before anything connects: a missing key stops the start at once.
   const key = options.signingKey ? { key: options.signingKey } : resolveSigningKey(config)
+  assertServable(config)
   const logger: FastifyServerOptions['logger'] = {
     level: config.logLevel,
     redact: { paths: REDACT, censor: '[redacted]' },
-    serializers: { err: serializeError as never },
+    serializers: { err: serializeError as never, req: serializeRequest as never },
     ...(options.logStream ? { stream: options.logStream } : {}),
   }
   const app = Fastify({
@@ -106,6 +109,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(docsPlugin)
   await app.register(metricsPlugin)
   await app.register(dbPlugin, { handle: options.database })
+  await app.register(mailPlugin, { signingKey: key.key })
   await app.register(authPlugin, { signingKey: key.key })
   await app.register(prunePlugin)
   if (key.generatedPath) app.log.warn({ path: key.generatedPath, kid: key.key.kid }, 'generated a development signing key (set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE in production)')
@@ -116,6 +120,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(authRoutes)
   await app.register(accountRoutes)
   await app.register(adminRoutes)
+  await app.register(emailRoutes)
   if (config.env !== 'production') await app.register(demoRoutes)
   return app
 }

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 export type AuditEvent = 'register' | 'login_success' | 'login_failure' | 'refresh_reuse' | 'logout' | 'rate_limited'
   | 'session_revoked' | 'profile_updated' | 'password_changed' | 'password_change_failed' | 'account_deleted' | 'account_delete_failed'
   | 'forbidden' | 'admin_users_listed' | 'admin_sessions_revoked'
+  | 'password_reset_requested' | 'password_reset' | 'email_verified' | 'verification_resent'
 
 const WARN = new Set<AuditEvent>(['refresh_reuse', 'rate_limited', 'forbidden', 'password_change_failed', 'account_delete_failed'])
 

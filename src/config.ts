@@ -38,6 +38,16 @@ export const EnvSchema = Type.Object({
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'When set, /metrics needs Authorization: Bearer <token>' })),
   PRUNE_INTERVAL_SECONDS: Int(0, 86_400 * 7, 3600, 'How often dead sessions and tokens are purged; 0 turns it off'),
   SHUTDOWN_TIMEOUT_SECONDS: Int(1, 300, 10, 'Longest wait for in-flight requests on SIGTERM'),
+  APP_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'Base of the links in emails (required in production; http://localhost:PORT otherwise)' })),
+  SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://', description: 'SMTP server for mail; without it mail is logged and written as .eml files under DATA_DIR/mail' })),
+  MAIL_FROM: Type.String({ minLength: 3, default: 'Auth API <no-reply@localhost>', description: 'Sender of every email' }),
+  MAIL_SUBJECT_RESET: Type.String({ minLength: 1, default: 'Reset your password', description: 'Subject of the password reset email' }),
+  MAIL_SUBJECT_VERIFY: Type.String({ minLength: 1, default: 'Verify your email address', description: 'Subject of the verification email' }),
+  RESET_TOKEN_TTL: Int(60, 86_400, 1800, 'Password reset token lifetime, seconds'),
+  VERIFY_TOKEN_TTL: Int(60, 2_592_000, 86_400, 'Email verification token lifetime, seconds'),
+  RATE_LIMIT_FORGOT: Int(1, 1_000_000, 3, 'POST /password/forgot per email address per hour'),
+  RATE_LIMIT_FORGOT_IP: Int(1, 1_000_000, 20, 'POST /password/forgot per client IP per hour'),
+  REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -52,12 +62,22 @@ export interface Config {
   jwt: { privateKeyPem: string | undefined, privateKeyFile: string | undefined, issuer: string, audience: string, accessTokenTtl: number }
   refresh: { ttl: number, rememberTtl: number, absoluteTtl: number, reuseGraceSeconds: number }
   passwordMinLength: number
-  rateLimit: { loginIp: number, registerIp: number, refreshIp: number, ip: number, loginAccount: number }
+  rateLimit: { loginIp: number, registerIp: number, refreshIp: number, ip: number, loginAccount: number, forgot: number, forgotIp: number }
   cookieSecure: boolean
   corsOrigins: string[]
   docsEnabled: boolean
   redisUrl: string | undefined
   redisKeyPrefix: string
+  mail: {
+    appUrl: string
+    appUrlSet: boolean
+    smtpUrl: string | undefined
+    from: string
+    subjects: { reset: string, verify: string }
+    resetTtl: number
+    verifyTtl: number
+    requireVerification: boolean
+  }
   previousPublicKeysPem: string[]
   metrics: { enabled: boolean, token: string | undefined }
   pruneIntervalSeconds: number
@@ -144,6 +164,8 @@ export function loadConfig (source: Record<string, string | undefined> = process
       refreshIp: e.RATE_LIMIT_REFRESH_IP,
       ip: e.RATE_LIMIT_IP,
       loginAccount: e.RATE_LIMIT_LOGIN_ACCOUNT,
+      forgot: e.RATE_LIMIT_FORGOT,
+      forgotIp: e.RATE_LIMIT_FORGOT_IP,
     },
     cookieSecure: e.COOKIE_SECURE,
     corsOrigins,
@@ -154,5 +176,26 @@ export function loadConfig (source: Record<string, string | undefined> = process
     metrics: { enabled: e.METRICS_ENABLED, token: e.METRICS_TOKEN },
     pruneIntervalSeconds: e.PRUNE_INTERVAL_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
+    mail: {
+      // links in emails come from here, never from the request's Host
+      appUrl: (e.APP_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+      appUrlSet: e.APP_URL !== undefined,
+      smtpUrl: e.SMTP_URL,
+      from: e.MAIL_FROM,
+      subjects: { reset: e.MAIL_SUBJECT_RESET, verify: e.MAIL_SUBJECT_VERIFY },
+      resetTtl: e.RESET_TOKEN_TTL,
+      verifyTtl: e.VERIFY_TOKEN_TTL,
+      requireVerification: e.REQUIRE_EMAIL_VERIFICATION,
+    },
   }
+}
+
+/**
+ * What a serving instance needs beyond the settings themselves (the command-line tools do not send
+ * mail): in production, real mail and real links.
+ */
+export function assertServable (config: Config): void {
+  if (config.env !== 'production') return
+  if (!config.mail.smtpUrl) throw new ConfigError('SMTP_URL is required in production: reset and verification links must not end up in logs')
+  if (!config.mail.appUrlSet) throw new ConfigError('APP_URL is required in production: it is the base of the links in emails (e.g. https://app.example.com)')
 }

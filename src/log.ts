@@ -20,3 +20,15 @@ export function serializeError (err: unknown, depth = 0): SafeError | unknown {
   if (e.cause !== undefined && depth < 3) out.cause = serializeError(e.cause, depth + 1) as SafeError
   return out
 }
+
+interface LoggedRequest { method: string, url: string, host?: string, ip?: string, socket?: { remotePort?: number } }
+
+/**
+ * Request lines keep the path and the names of query parameters, never their values: a link's token
+ * (`/reset-password?token=…`) or a searched email would otherwise sit in every log.
+ */
+export function serializeRequest (req: LoggedRequest) {
+  const at = req.url.indexOf('?')
+  const url = at === -1 ? req.url : `${req.url.slice(0, at)}?${[...new URLSearchParams(req.url.slice(at + 1)).keys()].map(k => `${k}=[redacted]`).join('&')}`
+  return { method: req.method, url, host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort }
+}

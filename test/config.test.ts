@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { generateSigningKey, resolveSigningKey } from '../src/auth/keys.js'
-import { ConfigError, loadConfig } from '../src/config.js'
+import { assertServable, ConfigError, loadConfig } from '../src/config.js'
 
 t.test('defaults', async t => {
   const c = loadConfig({})
@@ -16,7 +16,10 @@ t.test('defaults', async t => {
   t.same(c.jwt, { privateKeyPem: undefined, privateKeyFile: undefined, issuer: 'auth-api', audience: 'auth-api', accessTokenTtl: 900 })
   t.same(c.refresh, { ttl: 43_200, rememberTtl: 2_592_000, absoluteTtl: 2_592_000, reuseGraceSeconds: 10 })
   t.equal(c.passwordMinLength, 15)
-  t.same(c.rateLimit, { loginIp: 20, registerIp: 20, refreshIp: 60, ip: 300, loginAccount: 10 })
+  t.same(c.rateLimit, { loginIp: 20, registerIp: 20, refreshIp: 60, ip: 300, loginAccount: 10, forgot: 3, forgotIp: 20 })
+  t.same(c.mail, {
+    appUrl: 'http://localhost:3000', appUrlSet: false, smtpUrl: undefined, from: 'Auth API <no-reply@localhost>', subjects: { reset: 'Reset your password', verify: 'Verify your email address' }, resetTtl: 1800, verifyTtl: 86_400, requireVerification: false,
+  })
   t.equal(c.trustProxy, false)
   t.equal(c.cookieSecure, true)
   t.same(c.corsOrigins, [])
@@ -36,6 +39,18 @@ t.test('values are read and typed', async t => {
   t.same(loadConfig({ CORS_ORIGINS: 'https://a.example/, http://localhost:5173' }).corsOrigins, ['https://a.example', 'http://localhost:5173'])
   t.equal(loadConfig({ COOKIE_SECURE: 'false' }).cookieSecure, false)
   t.equal(loadConfig({ DOCS_ENABLED: 'false' }).docsEnabled, false)
+  t.equal(loadConfig({ APP_URL: 'https://app.example.com/' }).mail.appUrl, 'https://app.example.com', 'no trailing slash in links')
+  t.equal(loadConfig({ REQUIRE_EMAIL_VERIFICATION: 'true' }).mail.requireVerification, true)
+})
+
+t.test('production serves only with real mail and real links', async t => {
+  const base = { NODE_ENV: 'production', SMTP_URL: 'smtp://mail.internal:587', APP_URL: 'https://app.example.com' }
+  t.doesNotThrow(() => assertServable(loadConfig(base)))
+  t.throws(() => assertServable(loadConfig({ ...base, SMTP_URL: '' })), { name: 'ConfigError', message: /SMTP_URL is required in production/ })
+  t.throws(() => assertServable(loadConfig({ ...base, APP_URL: '' })), { name: 'ConfigError', message: /APP_URL is required in production/ })
+  t.doesNotThrow(() => assertServable(loadConfig({})), 'development needs neither')
+  t.throws(() => loadConfig({ APP_URL: 'app.example.com' }), { name: 'ConfigError', message: /APP_URL/ })
+  t.throws(() => loadConfig({ SMTP_URL: 'http://mail' }), { name: 'ConfigError', message: /SMTP_URL/ })
 })
 
 t.test('a bad value stops the start with a message naming the variable', async t => {

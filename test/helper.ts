@@ -1,5 +1,8 @@
 import type { SQL } from 'drizzle-orm'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import postgres from 'postgres'
 import t from 'tap'
@@ -17,6 +20,8 @@ export type Test = import('tap').Test
 export function testConfig (env: Record<string, string> = {}): Config {
   return loadConfig({
     NODE_ENV: 'test',
+    // development mail (.eml files) lands here, not in the working tree
+    DATA_DIR: testDataDir(),
     LOG_LEVEL: 'info',
     PASSWORD_MIN_LENGTH: '15',
     RATE_LIMIT_LOGIN_IP: '10000',
@@ -24,9 +29,21 @@ export function testConfig (env: Record<string, string> = {}): Config {
     RATE_LIMIT_REFRESH_IP: '10000',
     RATE_LIMIT_IP: '10000',
     RATE_LIMIT_LOGIN_ACCOUNT: '10000',
+    RATE_LIMIT_FORGOT: '10000',
+    RATE_LIMIT_FORGOT_IP: '10000',
     PRUNE_INTERVAL_SECONDS: '0',
     ...env,
   })
+}
+
+let dataDir: string | undefined
+/** This file's data folder, removed when the file ends. */
+export function testDataDir (): string {
+  if (!dataDir) {
+    const dir = dataDir = mkdtempSync(join(tmpdir(), 'auth-test-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  }
+  return dataDir
 }
 
 let database: Promise<DatabaseHandle> | undefined

@@ -142,7 +142,7 @@ t.test('docs and the demo page: on in development, off by config or in productio
   t.match(String(demo.headers['content-security-policy']), /script-src 'self'/)
   t.equal((await dev.inject({ url: '/demo/app.js' })).statusCode, 200)
 
-  const prod = await build(t, { env: { NODE_ENV: 'production', DOCS_ENABLED: 'false' } })
+  const prod = await build(t, { env: { NODE_ENV: 'production', DOCS_ENABLED: 'false', SMTP_URL: 'smtp://127.0.0.1:1', APP_URL: 'https://app.example.com' } })
   assertProblem(t, await prod.inject({ url: '/docs/' }), 404, 'not_found')
   assertProblem(t, await prod.inject({ url: '/demo' }), 404, 'not_found')
   t.equal((await prod.inject({ url: '/openapi.json' })).statusCode, 200, 'the document itself stays')

@@ -10,6 +10,7 @@ import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, successorOf } from './refresh-token-crypto.js'
 import type { LoginThrottle } from './login-throttle.js'
 import { throttled } from './throttle.js'
+import { queueVerification } from './email-service.js'
 
 export type Clock = () => number
 
@@ -41,7 +42,11 @@ export interface AuthServiceDeps {
   refreshSecret: Buffer
   throttle: LoginThrottle
   /** Signs an access token; `iat` is taken from the clock. */
-  signAccessToken: (claims: { sub: string, sid: string, jti: string, iat: number, role: Role }) => string
+  signAccessToken: (claims: { sub: string, sid: string, jti: string, iat: number, role: Role, email_verified: boolean }) => string
+  /** Derives the tokens mailed for verification. */
+  mailSecret: Buffer
+  /** Wakes the mail sender after a commit that queued mail. */
+  mailQueued: () => void
 }
 
 export const toPublicUser = (u: UserRow): PublicUser => ({ id: u.id, email: u.email, username: u.username, name: u.name, createdAt: u.createdAt.toISOString() })
@@ -75,7 +80,9 @@ export class AuthService {
   }
 
   private tokenResponse (user: UserRow, session: IssuedSession, now: Date): TokenResponse {
-    const accessToken = this.deps.signAccessToken({ sub: user.id, sid: session.sessionId, jti: uuidv7(), iat: Math.floor(now.getTime() / 1000), role: user.role })
+    const accessToken = this.deps.signAccessToken({
+      sub: user.id, sid: session.sessionId, jti: uuidv7(), iat: Math.floor(now.getTime() / 1000), role: user.role, email_verified: user.emailVerifiedAt !== null,
+    })
     return {
       tokenType: 'Bearer',
       accessToken,
@@ -108,8 +115,11 @@ export class AuthService {
         const user = await insertUser(tx, {
           id: uuidv7(), email: input.email, username: input.username ?? null, name: input.name || null, passwordHash, createdAt: now, updatedAt: now,
         })
+        // the verification mail is queued with the account: both or neither
+        await queueVerification(tx, this.deps, user, now)
         return { user, session: await this.startSession(tx, user.id, input.rememberMe ?? false, meta, now) }
       })
+      this.deps.mailQueued()
       return this.tokenResponse(user, session, now)
     } catch (err) {
       throw conflictFrom(err) ?? err
@@ -132,6 +142,10 @@ export class AuthService {
       await verifyPassword(user?.passwordHash ?? await dummyHash(), password)
     if (!valid || !user) throw new ApiError('invalid_credentials', 'The email, username or password is not correct')
     await this.deps.throttle.clear(key)
+    // after the password check, so it tells nothing to someone without the password
+    if (config.mail.requireVerification && !user.emailVerifiedAt) {
+      throw new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
+    }
     const session = await db.transaction(tx => this.startSession(tx, user.id, input.rememberMe ?? false, meta, now))
     return this.tokenResponse(user, session, now)
   }

@@ -13,6 +13,8 @@ export interface SigningKey {
   jwk: PublicJwk
   /** Secret for deriving refresh-token successors, derived from the private key (HKDF). */
   refreshSecret: Buffer
+  /** Secret for deriving the one-time tokens sent by email from their row ids (HKDF, another label). */
+  mailSecret: Buffer
 }
 
 function thumbprint (x: string): string {
@@ -56,6 +58,7 @@ export function signingKeyFromPem (pem: string, source: string): SigningKey {
     kid,
     jwk: { kty: 'OKP', crv: 'Ed25519', x, kid, alg: 'EdDSA', use: 'sig' },
     refreshSecret: Buffer.from(hkdfSync('sha256', der, Buffer.alloc(0), 'refresh-token-successor', 32)),
+    mailSecret: Buffer.from(hkdfSync('sha256', der, Buffer.alloc(0), 'email-token', 32)),
   }
 }
 

@@ -4,6 +4,10 @@ import { ApiError } from '../errors.js'
 import { clearLoginAttempts, reserveLoginAttempt } from '../repositories/login-throttle.js'
 
 export const LOGIN_WINDOW_MS = 15 * 60_000
+/** Password reset requests per address are counted per hour. */
+export const FORGOT_WINDOW_MS = 60 * 60_000
+/** Counts older than the longest window are stale and may be purged. */
+export const LONGEST_WINDOW_MS = Math.max(LOGIN_WINDOW_MS, FORGOT_WINDOW_MS)
 
 /**
  * Failed sign-ins per account, where every instance sees them. `reserve` counts an attempt before the
@@ -16,11 +20,11 @@ export interface LoginThrottle {
 
 const retryAfter = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
 
-export function databaseThrottle (db: Database, limit: number): LoginThrottle {
+export function databaseThrottle (db: Database, limit: number, windowMs = LOGIN_WINDOW_MS): LoginThrottle {
   return {
     async reserve (key, now) {
-      const gate = await reserveLoginAttempt(db, key, now, LOGIN_WINDOW_MS, limit)
-      return gate.allowed ? gate : { allowed: false, retryAfterSeconds: retryAfter(gate.windowStartedAt.getTime() + LOGIN_WINDOW_MS - now.getTime()) }
+      const gate = await reserveLoginAttempt(db, key, now, windowMs, limit)
+      return gate.allowed ? gate : { allowed: false, retryAfterSeconds: retryAfter(gate.windowStartedAt.getTime() + windowMs - now.getTime()) }
     },
     clear: key => clearLoginAttempts(db, key),
   }
@@ -35,13 +39,13 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return {1, redis.call('PTTL', KEYS[1])}`
 
 /** Fails closed: without Redis no attempt is allowed (503), since the limit could not be enforced. */
-export function redisThrottle (redis: Redis, prefix: string, limit: number): LoginThrottle {
+export function redisThrottle (redis: Redis, prefix: string, limit: number, windowMs = LOGIN_WINDOW_MS): LoginThrottle {
   const unavailable = (cause: unknown) => new ApiError('service_unavailable', 'Sign-in is briefly unavailable; try again shortly', { cause, headers: { 'retry-after': 5 } })
   return {
     async reserve (key) {
       let result: [number, number]
       try {
-        result = await redis.eval(RESERVE, 1, `${prefix}login:${key}`, limit, LOGIN_WINDOW_MS) as [number, number]
+        result = await redis.eval(RESERVE, 1, `${prefix}login:${key}`, limit, windowMs) as [number, number]
       } catch (err) {
         throw unavailable(err)
       }

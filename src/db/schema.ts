@@ -60,6 +60,49 @@ export const loginThrottle = pgTable('login_throttle', {
   windowStartedAt: at('window_started_at').notNull(),
 })
 
+export const EMAIL_TOKEN_PURPOSES = ['reset', 'verify'] as const
+export type EmailTokenPurpose = typeof EMAIL_TOKEN_PURPOSES[number]
+
+// One-time tokens sent by email. The token is derived from the row's id with a server key (so the
+// outbox can render it again for a retry) and stored here only as a hash. Only the newest token of a
+// user and purpose is valid: a newer request voids older ones.
+export const emailTokens = pgTable('email_tokens', {
+  id: uuid('id').primaryKey(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  purpose: text('purpose', { enum: EMAIL_TOKEN_PURPOSES }).notNull(),
+  tokenHash: text('token_hash').notNull(),
+  requestedAt: at('requested_at').notNull(),
+  expiresAt: at('expires_at').notNull(),
+  usedAt: at('used_at'),
+}, t => [
+  uniqueIndex('email_tokens_token_hash_key').on(t.tokenHash),
+  index('email_tokens_user_purpose_idx').on(t.userId, t.purpose, t.requestedAt),
+  check('email_tokens_purpose_check', sql`${t.purpose} in ('reset', 'verify')`),
+])
+
+export const OUTBOX_KINDS = ['password_reset', 'verify_email'] as const
+export type OutboxKind = typeof OUTBOX_KINDS[number]
+
+// Mail to send, written in the transaction of the change that causes it and delivered by the sender
+// off the request path. A reset request names only the address: the sender resolves the account, so
+// the request costs the same whether or not one exists. No message body or token is stored.
+export const outbox = pgTable('outbox', {
+  id: uuid('id').primaryKey(),
+  kind: text('kind', { enum: OUTBOX_KINDS }).notNull(),
+  recipient: text('recipient').notNull(),
+  tokenId: uuid('token_id').references(() => emailTokens.id, { onDelete: 'cascade' }),
+  createdAt: at('created_at').notNull(),
+  nextAttemptAt: at('next_attempt_at').notNull(),
+  attempts: integer('attempts').notNull().default(0),
+  lastError: text('last_error'),
+  // pending, sent, skipped (no account for a reset request), failed (gave up after a day)
+  status: text('status', { enum: ['pending', 'sent', 'skipped', 'failed'] }).notNull().default('pending'),
+  finishedAt: at('finished_at'),
+}, t => [
+  index('outbox_pending_idx').on(t.nextAttemptAt).where(sql`status = 'pending'`),
+  check('outbox_kind_check', sql`${t.kind} in ('password_reset', 'verify_email')`),
+])
+
 export type User = typeof users.$inferSelect
 export type Session = typeof sessions.$inferSelect
 export type RefreshToken = typeof refreshTokens.$inferSelect

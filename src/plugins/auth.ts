@@ -6,7 +6,8 @@ import { audit } from '../audit.js'
 import { AccountService } from '../auth/account-service.js'
 import { AuthService, toProfile, type AccessClaims, type Profile } from '../auth/auth-service.js'
 import { verificationKeyFromPem, type PublicJwk, type SigningKey } from '../auth/keys.js'
-import { databaseThrottle, redisThrottle } from '../auth/login-throttle.js'
+import { EmailService } from '../auth/email-service.js'
+import { databaseThrottle, FORGOT_WINDOW_MS, redisThrottle } from '../auth/login-throttle.js'
 import { dummyHash } from '../auth/passwords.js'
 import type { Role } from '../db/schema.js'
 import { ApiError } from '../errors.js'
@@ -16,6 +17,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     authService: AuthService
     accountService: AccountService
+    emailService: EmailService
     signingKey: SigningKey
     /** Every key a token may be signed with: the signing key first, then retired ones (JWT_PREVIOUS_PUBLIC_KEYS). */
     publicKeys: PublicJwk[]
@@ -102,8 +104,21 @@ async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey 
     refreshSecret: key.refreshSecret,
     throttle,
     signAccessToken: claims => app.jwt.sign(claims),
+    mailSecret: key.mailSecret,
+    mailQueued: () => app.mailer.kick(),
   }))
   app.decorate('accountService', new AccountService({ db: app.db, config, clock, throttle }))
+  app.decorate('emailService', new EmailService({
+    db: app.db,
+    config,
+    clock,
+    mailSecret: key.mailSecret,
+    forgotThrottle: app.redis
+      ? redisThrottle(app.redis, config.redisKeyPrefix, config.rateLimit.forgot, FORGOT_WINDOW_MS)
+      : databaseThrottle(app.db, config.rateLimit.forgot, FORGOT_WINDOW_MS),
+    loginThrottle: throttle,
+    mailQueued: () => app.mailer.kick(),
+  }))
 
   app.decorate('verifyAccessToken', (token: string, options?: { ignoreExpiration?: boolean }) => {
     const verifier = verifiers.get(kidOf(token))
@@ -144,4 +159,4 @@ async function authPlugin (app: FastifyInstance, opts: { signingKey: SigningKey 
   })
 }
 
-export default fp(authPlugin, { name: 'auth', dependencies: ['config', 'db', 'redis'] })
+export default fp(authPlugin, { name: 'auth', dependencies: ['config', 'db', 'redis', 'mail'] })

@@ -18,6 +18,8 @@ async function docsPlugin (app: FastifyInstance) {
       tags: [
         { name: 'auth', description: 'Register, sign in, refresh and sign out' },
         { name: 'account', description: 'The signed-in user: profile, password, sessions, deletion' },
+        { name: 'password', description: 'Forgotten passwords: a reset link by email' },
+        { name: 'email', description: 'Email address verification' },
         { name: 'admin', description: 'Operators (role admin): users and their sessions' },
         { name: 'keys', description: 'Public keys to verify access tokens' },
         { name: 'ops', description: 'Health and readiness' },

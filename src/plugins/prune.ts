@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { LOGIN_WINDOW_MS } from '../auth/login-throttle.js'
+import { LONGEST_WINDOW_MS } from '../auth/login-throttle.js'
 import { pruneExpired } from '../repositories/prune.js'
 
 /** Purges dead sessions and tokens every PRUNE_INTERVAL_SECONDS, off the request path. */
@@ -12,7 +12,7 @@ async function prunePlugin (app: FastifyInstance) {
     if (running) return
     running = true
     try {
-      const removed = await pruneExpired(app.db, new Date(app.clock()), LOGIN_WINDOW_MS)
+      const removed = await pruneExpired(app.db, new Date(app.clock()), LONGEST_WINDOW_MS)
       app.log.info({ removed }, 'pruned expired sessions and tokens')
     } catch (err) {
       app.log.warn({ err: { message: (err as Error).message } }, 'prune failed; will try again')

@@ -25,7 +25,7 @@ export async function findUserByUsername (ex: Executor, username: string): Promi
   return user
 }
 
-export async function updateUser (ex: Executor, id: string, changes: Partial<Pick<NewUser, 'name' | 'username' | 'passwordHash' | 'role' | 'updatedAt'>>): Promise<User | undefined> {
+export async function updateUser (ex: Executor, id: string, changes: Partial<Pick<NewUser, 'name' | 'username' | 'passwordHash' | 'role' | 'emailVerifiedAt' | 'updatedAt'>>): Promise<User | undefined> {
   const [user] = await ex.update(users).set(changes).where(eq(users.id, id)).returning()
   return user
 }

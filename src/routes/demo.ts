@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 
 const dir = new URL('../../public/demo/', import.meta.url)
 
-/** A page that uses cookie mode as a browser app would; served outside production only. */
+/** A page that uses cookie mode as a browser app would, and the pages email links open; served outside production only. */
 export default async function demoRoutes (app: FastifyInstance) {
   const html = readFileSync(new URL('index.html', dir))
   const js = readFileSync(new URL('app.js', dir))
@@ -12,4 +12,14 @@ export default async function demoRoutes (app: FastifyInstance) {
     reply.type('text/html; charset=utf-8').header('content-security-policy', csp).send(html))
   app.get('/demo/app.js', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/javascript; charset=utf-8').send(js))
+
+  // where the links in emails land while APP_URL is this server (development)
+  const links = readFileSync(new URL('links.html', dir))
+  const linksJs = readFileSync(new URL('links.js', dir))
+  for (const path of ['/reset-password', '/verify-email']) {
+    app.get(path, { schema: { hide: true } }, async (_request, reply) =>
+      reply.type('text/html; charset=utf-8').header('content-security-policy', csp).header('referrer-policy', 'no-referrer').send(links))
+  }
+  app.get('/demo/links.js', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').send(linksJs))
 }

@@ -9,7 +9,7 @@ export const DisplayName = Type.String({ maxLength: 100, description: 'Trimmed; 
 // The policy (length in code points after NFKC, blocklist) is checked by the service, with its own codes.
 export const Password = Type.String({ maxLength: 1024, description: 'NFKC-normalised; PASSWORD_MIN_LENGTH (default 15) to 128 code points; not a common password', examples: ['correct horse battery staple'] })
 export const RememberMe = Type.Boolean({ description: 'Longer idle lifetime for the session (REFRESH_TOKEN_REMEMBER_TTL)' })
-export const RefreshTokenString = Type.String({ maxLength: 512, description: 'Opaque refresh token (base64url)', examples: ['kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo'] })
+export const RefreshTokenString = Type.String({ maxLength: 4096, description: 'Opaque refresh token (base64url)', examples: ['kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo'] })
 
 const userExample = { id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', createdAt: '2026-11-23T11:28:39.506Z' }
 

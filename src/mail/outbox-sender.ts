@@ -1,0 +1,149 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Clock } from '../auth/auth-service.js'
+import type { Config } from '../config.js'
+import type { Database } from '../db/client.js'
+import { insertEmailToken, isEmailTokenUsable } from '../repositories/email-tokens.js'
+import { claimDueMail, finishMail, retryMailAt, setMailToken, type OutboxRow } from '../repositories/outbox.js'
+import { findUserByEmail } from '../repositories/users.js'
+import { linkFor, render } from './templates.js'
+import { emailTokenFor, hashEmailToken } from './tokens.js'
+import type { Transport } from './transport.js'
+
+/** A claimed message is this one's to send for this long; the transport's timeouts are well inside it. */
+const LEASE_MS = 60_000
+const BATCH = 10
+const MAX_BACKOFF_MS = 30_000
+/** A message is retried for a day before it is given up. */
+export const GIVE_UP_AFTER_MS = 24 * 3600_000
+
+/** 1 s, 2 s, 4 s … capped at 30 s, less up to a fifth at random so instances do not retry in step. */
+export const backoffMs = (attempts: number) => Math.round(Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.max(0, attempts - 1)) * (1 - Math.random() * 0.2))
+
+export interface SenderDeps {
+  db: Database
+  config: Config
+  clock: Clock
+  mailSecret: Buffer
+  transport: Transport
+  log: FastifyBaseLogger
+}
+
+/**
+ * Delivers the outbox off the request path: polls, and is kicked when something is queued. Several
+ * instances share the work (claims use FOR UPDATE SKIP LOCKED), so nothing is sent twice by them.
+ */
+export class OutboxSender {
+  private timer: NodeJS.Timeout | undefined
+  private running: Promise<void> | undefined
+  private again = false
+  private stopped = false
+
+  constructor (private readonly deps: SenderDeps) {}
+
+  start (pollMs: number) {
+    this.timer = setInterval(() => this.kick(), pollMs)
+    this.timer.unref()
+    this.kick()
+  }
+
+  /** Runs a round now (or right after the one in progress). */
+  kick () {
+    if (this.stopped) return
+    if (this.running) { this.again = true; return }
+    this.running = this.drain()
+      .then(() => undefined)
+      .catch((err: unknown) => this.deps.log.warn({ err: { message: (err as Error).message } }, 'mail delivery round failed; will try again'))
+      .finally(() => {
+        this.running = undefined
+        if (this.again) { this.again = false; this.kick() }
+      })
+  }
+
+  /** Sends what is due until nothing is; resolves with how many messages were handled. */
+  async drain (): Promise<number> {
+    let handled = 0
+    for (;;) {
+      const batch = await claimDueMail(this.deps.db, new Date(this.deps.clock()), LEASE_MS, BATCH)
+      for (const row of batch) await this.deliver(row)
+      handled += batch.length
+      if (batch.length < BATCH || this.stopped) return handled
+    }
+  }
+
+  /** Everything due is handled when this resolves: a round in progress is waited for, then one more runs. */
+  async flush (): Promise<void> {
+    do {
+      await this.running
+      await this.drain()
+    } while (this.running)
+  }
+
+  async stop () {
+    this.stopped = true
+    clearInterval(this.timer)
+    await this.running
+    this.deps.transport.close()
+  }
+
+  /** A reset request names an address: its token is made now, if an account has that address. */
+  private async resolveResetToken (row: OutboxRow): Promise<string | null> {
+    const { db, config, mailSecret } = this.deps
+    return db.transaction(async tx => {
+      const user = await findUserByEmail(tx, row.recipient)
+      if (!user) return null
+      const id = randomUUID()
+      await insertEmailToken(tx, {
+        id,
+        userId: user.id,
+        purpose: 'reset',
+        tokenHash: hashEmailToken(emailTokenFor(mailSecret, id)),
+        // valid from the request, not from when the sender got to it
+        requestedAt: row.createdAt,
+        expiresAt: new Date(row.createdAt.getTime() + config.mail.resetTtl * 1000),
+      })
+      await setMailToken(tx, row.id, id)
+      return id
+    })
+  }
+
+  private async deliver (row: OutboxRow) {
+    const { db, config, clock, mailSecret, transport, log } = this.deps
+    const tokenId = row.tokenId ?? (row.kind === 'password_reset' ? await this.resolveResetToken(row) : null)
+    if (!tokenId) {
+      await finishMail(db, row.id, 'skipped', new Date(clock()))
+      log.info({ mailId: row.id, kind: row.kind }, 'mail skipped: no account has this address')
+      return
+    }
+    if (!await isEmailTokenUsable(db, tokenId, new Date(clock()))) {
+      await finishMail(db, row.id, 'skipped', new Date(clock()), 'the token was used, replaced or expired before it was sent')
+      log.info({ mailId: row.id, kind: row.kind }, 'mail skipped: its token is no longer usable')
+      return
+    }
+    const link = linkFor(config.mail.appUrl, row.kind, emailTokenFor(mailSecret, tokenId))
+    const message = render(row.kind, {
+      to: row.recipient,
+      from: config.mail.from,
+      subject: row.kind === 'password_reset' ? config.mail.subjects.reset : config.mail.subjects.verify,
+      link,
+      ttlSeconds: row.kind === 'password_reset' ? config.mail.resetTtl : config.mail.verifyTtl,
+    })
+    try {
+      await transport.send(message, { id: row.id, link })
+    } catch (err) {
+      const now = clock()
+      const error = (err as Error).message.slice(0, 500)
+      if (now - row.createdAt.getTime() >= GIVE_UP_AFTER_MS) {
+        await finishMail(db, row.id, 'failed', new Date(now), error)
+        log.error({ mailId: row.id, kind: row.kind, attempts: row.attempts, error }, 'mail given up after a day of attempts')
+      } else {
+        const wait = backoffMs(row.attempts)
+        await retryMailAt(db, row.id, new Date(now + wait), error)
+        log.warn({ mailId: row.id, kind: row.kind, attempts: row.attempts, retryInMs: wait, error }, 'mail not sent; will retry')
+      }
+      return
+    }
+    await finishMail(db, row.id, 'sent', new Date(clock()))
+    log.info({ mailId: row.id, kind: row.kind, attempts: row.attempts }, 'mail sent')
+  }
+}
