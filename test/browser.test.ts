@@ -1,5 +1,8 @@
 /// <reference lib="dom" />
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { simpleParser } from 'mailparser'
 import { chromium } from 'playwright-core'
 import t from 'tap'
 import { newAccount } from './helper.js'
@@ -67,5 +70,54 @@ t.test('the /demo page signs up, stays signed in by silent refresh, and never ex
   await page.reload()
   await page.waitForSelector('body[data-ready="true"]')
   t.equal(await page.textContent('#status'), 'signed out', 'and stays signed out')
+  t.same(errors, [], 'no script errors')
+})
+
+t.test('development mail: the links in the .eml files verify the address and reset the password in a browser', {
+  skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
+}, async t => {
+  // as `npm start` runs: no SMTP_URL, so mail lands in DATA_DIR/mail and APP_URL is this server
+  const dataDir = mkdtempSync(join(tmpdir(), 'auth-mail-'))
+  const server = await liveServer(t, { DATA_DIR: dataDir })
+  const account = newAccount()
+  const post = (path: string, body: unknown) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  t.equal((await post('/register', account)).status, 201)
+  t.equal((await post('/password/forgot', { email: account.email })).status, 202)
+
+  const linkTo = async (path: string) => {
+    for (let i = 0; i < 100; i++) {
+      const dir = join(dataDir, 'mail')
+      for (const file of existsSync(dir) ? readdirSync(dir) : []) {
+        const mail = await simpleParser(readFileSync(join(dir, file)))
+        const link = (mail.text ?? '').match(/https?:\/\/\S+/)?.[0]
+        if (link?.startsWith(`http://localhost:${server.port}${path}?token=`)) return link
+      }
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    throw new Error(`no ${path} link in ${dataDir}/mail`)
+  }
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] })
+  t.teardown(() => browser.close())
+  const page = await browser.newPage()
+  const errors: string[] = []
+  page.on('pageerror', e => errors.push(e.message))
+
+  const verifyLink = await linkTo('/verify-email')
+  t.ok(server.output().includes(`mail (development, no SMTP_URL): Verify your email address ${verifyLink}`), 'the link is in the log too')
+  await page.goto(verifyLink)
+  await page.waitForSelector('#result:text("Your email address is verified")')
+  t.equal(new URL(page.url()).search, '', 'the token leaves the address bar')
+
+  await page.goto(await linkTo('/reset-password'))
+  const newPassword = 'a new passphrase typed in a browser'
+  await page.fill('#reset input[name=newPassword]', newPassword)
+  await page.click('#reset button')
+  await page.waitForSelector('#result:text("Your password is changed")')
+  t.equal((await post('/login', { email: account.email, password: account.password })).status, 401)
+  const signedIn = await post('/login', { email: account.email, password: newPassword })
+  t.equal(signedIn.status, 200)
+  const me = await fetch(`${server.url}/me`, { headers: { authorization: `Bearer ${(await signedIn.json() as { accessToken: string }).accessToken}` } })
+  t.equal((await me.json() as { emailVerified: boolean }).emailVerified, true)
   t.same(errors, [], 'no script errors')
 })
