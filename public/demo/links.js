@@ -1,3 +1,4 @@
+/* global location, history */
 // /reset-password?token=… asks for a new password; /verify-email?token=… verifies at once.
 // The token leaves the address bar before anything else happens, so it is not kept in history.
 const token = new URLSearchParams(location.search).get('token') ?? ''
