@@ -170,6 +170,7 @@ t.test('a revoked session\'s access token is refused on every protected route, a
     ['DELETE', `/sessions/${JSON.parse(Buffer.from(keeper.accessToken.split('.')[1]!, 'base64url').toString()).sid}`, undefined],
     ['GET', '/admin/users', undefined],
     ['POST', `/admin/users/${tokens.user.id}/revoke-sessions`, undefined],
+    ['POST', '/email/verify/resend', undefined],
   ]
   for (const [method, url, payload] of routes) {
     const res = await call(app, method, url, tokens.accessToken, payload)
