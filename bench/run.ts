@@ -59,12 +59,12 @@ function rssMb (pid: number) {
   return Math.round(kb / 1024)
 }
 
-interface Load { rps: number, p99: number, non2xx: number, errors: number }
+interface Load { rps: number, p50: number, p99: number, non2xx: number, errors: number }
 async function load (url: string, request: autocannon.Request, options: Partial<autocannon.Options> = {}, warmup = true): Promise<Load> {
   // an unmeasured second first, so both sides are compared with their code optimised and caches warm
   if (warmup) await autocannon({ url, connections: CONNECTIONS, duration: 1, requests: [request], ...options })
   const result = await autocannon({ url, connections: CONNECTIONS, duration: DURATION, requests: [request], ...options })
-  return { rps: Math.round(result.requests.average), p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors }
+  return { rps: Math.round(result.requests.average), p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors }
 }
 
 async function argon2Ceiling (mode: 'verify' | 'hash') {
@@ -126,6 +126,8 @@ async function main () {
     RATE_LIMIT_REFRESH_IP: high,
     RATE_LIMIT_IP: high,
     RATE_LIMIT_LOGIN_ACCOUNT: high,
+    RATE_LIMIT_FORGOT: high,
+    RATE_LIMIT_FORGOT_IP: high,
     PRUNE_INTERVAL_SECONDS: '0',
   })
   await waitFor(`${api}/ready`).catch((err: unknown) => { console.error(service.output()); throw err instanceof Error ? err : new Error(String(err)) })
@@ -189,6 +191,13 @@ async function main () {
   let r = 0
   const register = await load(api, { method: 'POST', path: '/register', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: `load${r++}.${randomBytes(3).toString('hex')}@example.com`, password: 'a long bench passphrase for sign-up' }) }) }, { connections: 8 })
   rows.push({ test: 'POST /register', ours: register.rps, baseline: hashCeiling, ratio: +(register.rps / hashCeiling).toFixed(2), target: null, p99: register.p99, non2xx: register.non2xx + register.errors, baselineName: 'argon2id hash, all cores' })
+
+  step('/password/forgot')
+  // /password/forgot must not tell, by its time, whether an account has the address: unknown against known
+  let k = 0
+  const forgotKnown = await load(api, { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.email }) }) })
+  const forgotUnknown = await load(api, { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: `nobody${k++}.${randomBytes(3).toString('hex')}@example.com` }) }) })
+  rows.push({ test: 'POST /password/forgot', ours: forgotUnknown.rps, baseline: forgotKnown.rps, ratio: +(forgotUnknown.rps / forgotKnown.rps).toFixed(2), target: '≈ 1', p99: `${forgotUnknown.p99} vs ${forgotKnown.p99}`, non2xx: forgotUnknown.non2xx + forgotUnknown.errors + forgotKnown.non2xx + forgotKnown.errors, baselineName: `unknown vs known address (p50 ${forgotUnknown.p50} vs ${forgotKnown.p50} ms)` })
 
   clearInterval(sampler)
   const rssLoad = Math.max(rssPeak, rssMb(service.child.pid!))
