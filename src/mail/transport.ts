@@ -1,8 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
-import nodemailer from 'nodemailer'
+import type { Transporter } from 'nodemailer'
 import type { Message } from './templates.js'
+
+// nodemailer (~12 MB) is loaded when the first message goes out, not at start.
+const lazy = (options: string | object, defaults?: object) => {
+  let transporter: Promise<Transporter> | undefined
+  return () => (transporter ??= import('nodemailer').then(m => m.default.createTransport(options as never, defaults as never)))
+}
 
 export interface Transport {
   send (message: Message, meta: { id: string, link: string }): Promise<void>
@@ -11,10 +17,14 @@ export interface Transport {
 
 /** SMTP (SMTP_URL), with timeouts short enough that a stuck server cannot hold a message's lease. */
 export function smtpTransport (url: string): Transport {
-  const transporter = nodemailer.createTransport(url, { connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000 })
+  const transporter = lazy(url, { connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000 })
+  let opened = false
   return {
-    async send (message) { await transporter.sendMail(message) },
-    close: () => transporter.close(),
+    async send (message) {
+      opened = true
+      await (await transporter()).sendMail(message)
+    },
+    close: () => { if (opened) transporter().then(t => t.close(), () => {}) },
   }
 }
 
@@ -23,10 +33,10 @@ export function smtpTransport (url: string): Transport {
  * link are logged, so a person running `npm start` can click through. Never used in production.
  */
 export function fileTransport (dir: string, log: FastifyBaseLogger): Transport {
-  const transporter = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' })
+  const transporter = lazy({ streamTransport: true, buffer: true, newline: 'unix' })
   return {
     async send (message, meta) {
-      const info = await transporter.sendMail(message) as unknown as { message: Buffer }
+      const info = await (await transporter()).sendMail(message) as unknown as { message: Buffer }
       mkdirSync(dir, { recursive: true })
       const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${meta.id}.eml`)
       writeFileSync(file, info.message)
