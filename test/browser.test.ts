@@ -1,5 +1,5 @@
 /// <reference lib="dom" />
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { simpleParser } from 'mailparser'
@@ -78,6 +78,7 @@ t.test('development mail: the links in the .eml files verify the address and res
 }, async t => {
   // as `npm start` runs: no SMTP_URL, so mail lands in DATA_DIR/mail and APP_URL is this server
   const dataDir = mkdtempSync(join(tmpdir(), 'auth-mail-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
   const server = await liveServer(t, { DATA_DIR: dataDir })
   const account = newAccount()
   const post = (path: string, body: unknown) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })

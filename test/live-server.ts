@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -46,7 +46,9 @@ export const kill = (child: ChildProcess) => { if (child.exitCode === null) chil
 /** A server process on a free port, on its own fresh database; stopped when the test ends. */
 export async function liveServer (t: Test, env: Record<string, string> = {}) {
   const port = await freePort()
-  const base: Record<string, string> = { PORT: String(port), DATA_DIR: mkdtempSync(join(tmpdir(), 'auth-data-')), LOG_LEVEL: 'info' }
+  const dataDir = mkdtempSync(join(tmpdir(), 'auth-data-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const base: Record<string, string> = { PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'info' }
   if (process.env.TEST_DATABASE_URL && !env.DATABASE_URL) base.DATABASE_URL = await createServerDatabase(process.env.TEST_DATABASE_URL)
   const proc = start({ ...base, ...env })
   t.teardown(() => kill(proc.child))
