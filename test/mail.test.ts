@@ -63,7 +63,7 @@ t.test('password reset, end to end through SMTP: one-time link, new password, ev
   t.equal((await me(app, signedIn.json().accessToken)).json().emailVerified, true, 'following the link proved the address')
 
   assertProblem(t, await reset(app, token, 'yet another good passphrase'), 400, 'reset_token_invalid')
-  for (const bad of ['', 'x', 'A'.repeat(43), `${token}x`]) assertProblem(t, await reset(app, bad, newPassword), 400, bad === '' || bad.length === 43 || bad === 'x' ? 'reset_token_invalid' : 'reset_token_invalid')
+  for (const bad of ['', 'x', 'A'.repeat(43), `${token}x`]) assertProblem(t, await reset(app, bad, newPassword), 400, 'reset_token_invalid')
   assertProblem(t, await app.inject({ method: 'POST', url: '/password/reset', payload: { token, newPassword: 1234 } }), 400, 'validation_failed')
   t.match(app.logs.join(''), new RegExp(`"audit":"password_reset","ip":"[^"]+","userId":"${tokens.user.id}"`))
 })
@@ -87,6 +87,14 @@ t.test('unknown and known addresses get the same answer; only the known one gets
   await smtp.next(account.email, RESET)
   await app.mailer.flush()
   t.equal(smtp.countTo(ghost), 0, 'no mail to an address without an account')
+
+  // bad input is a 400 problem and queues nothing
+  const queued = await rows(sql`select id from outbox`)
+  for (const payload of [{ email: 'not an address' }, {}, { email: 42 }, { email: account.email, extra: true }]) {
+    assertProblem(t, await app.inject({ method: 'POST', url: '/password/forgot', payload }), 400, 'validation_failed')
+  }
+  assertProblem(t, await app.inject({ method: 'POST', url: '/email/verify', payload: { token: 7 } }), 400, 'validation_failed')
+  t.equal((await rows(sql`select id from outbox`)).length, queued.length, 'nothing queued')
   t.same((await outboxOf(ghost)).map(r => r.status), ['skipped'])
   t.same(await rows(sql`select 1 from email_tokens t join users u on u.id = t.user_id where u.email = ${ghost}`), [])
 })

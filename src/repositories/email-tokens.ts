@@ -12,6 +12,9 @@ export async function insertEmailToken (ex: Executor, row: NewEmailToken): Promi
 const newest = sql`not exists (select 1 from email_tokens newer where newer.user_id = ${emailTokens.userId}
   and newer.purpose = ${emailTokens.purpose} and newer.requested_at > ${emailTokens.requestedAt})`
 
+/** Not used, not expired, and the newest of its user and purpose. */
+const usable = (now: Date) => and(isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now), newest)
+
 /**
  * A usable token and its user, the token row locked until the transaction ends: not used, not
  * expired, and the newest of its user and purpose (a newer request voids older tokens).
@@ -20,13 +23,7 @@ export async function lockUsableEmailToken (ex: Executor, tokenHash: string, pur
   const [row] = await ex.select({ token: { id: emailTokens.id }, user: users })
     .from(emailTokens)
     .innerJoin(users, eq(users.id, emailTokens.userId))
-    .where(and(
-      eq(emailTokens.tokenHash, tokenHash),
-      eq(emailTokens.purpose, purpose),
-      isNull(emailTokens.usedAt),
-      gt(emailTokens.expiresAt, now),
-      newest,
-    ))
+    .where(and(eq(emailTokens.tokenHash, tokenHash), eq(emailTokens.purpose, purpose), usable(now)))
     .limit(1)
     .for('update', { of: emailTokens })
   return row
@@ -35,12 +32,7 @@ export async function lockUsableEmailToken (ex: Executor, tokenHash: string, pur
 /** Whether a token could still be used (checked again before a retry sends its link). */
 export async function isEmailTokenUsable (ex: Executor, id: string, now: Date): Promise<boolean> {
   const [row] = await ex.select({ id: emailTokens.id }).from(emailTokens)
-    .where(and(
-      eq(emailTokens.id, id),
-      isNull(emailTokens.usedAt),
-      gt(emailTokens.expiresAt, now),
-      newest,
-    ))
+    .where(and(eq(emailTokens.id, id), usable(now)))
   return row !== undefined
 }
 
