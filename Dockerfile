@@ -22,5 +22,6 @@ EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # node itself, not npm start: npm would not pass SIGTERM on for a graceful shutdown.
+# The preload sizes libuv's thread pool to the cores before the ES module loader starts it.
 # Migrations are applied on start (an advisory lock keeps several starting copies in order).
-CMD ["node", "dist/server.js"]
+CMD ["node", "--require", "./dist/threadpool.cjs", "dist/server.js"]

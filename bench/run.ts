@@ -112,7 +112,7 @@ async function main () {
   // the compiled output, as the image runs it (npm start adds tsx's loader, ~40 MB, measured separately below)
   if (spawnSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' }).status !== 0) throw new Error('build failed')
   step('start service')
-  const service = launch([process.execPath, 'dist/server.js'], {
+  const service = launch([process.execPath, '--require', './dist/threadpool.cjs', 'dist/server.js'], {
     PORT: String(port),
     DATABASE_URL: dbUrl,
     JWT_PRIVATE_KEY: key.privatePem,

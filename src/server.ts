@@ -1,4 +1,3 @@
-import './threadpool.js'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
@@ -33,6 +32,10 @@ async function main () {
     await app.close()
   })
 
+  // set before the start (by the operator or the threadpool.cjs preload), or the pool kept libuv's default
+  if (!process.env.UV_THREADPOOL_SIZE) {
+    app.log.warn('UV_THREADPOOL_SIZE is not set, so libuv\'s thread pool, where passwords are hashed, has its default 4 threads: start with `node --require ./dist/threadpool.cjs dist/server.js` (as the image does) or set it to the number of cores')
+  }
   await app.listen({ port: config.port, host: config.host })
 }
 

@@ -18,8 +18,9 @@ export async function freePort (): Promise<number> {
   })
 }
 
-export function start (env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+/** The server as `npm start` runs it (or with other node arguments). */
+export function start (env: Record<string, string>, args = ['--require', './src/threadpool.cjs', '--import', 'tsx', 'src/server.ts']) {
+  const child = spawn(process.execPath, args, {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -44,13 +45,13 @@ export async function waitForListening (proc: { output: () => string, exited: Pr
 export const kill = (child: ChildProcess) => { if (child.exitCode === null) child.kill('SIGKILL') }
 
 /** A server process on a free port, on its own fresh database; stopped when the test ends. */
-export async function liveServer (t: Test, env: Record<string, string> = {}) {
+export async function liveServer (t: Test, env: Record<string, string> = {}, args?: string[]) {
   const port = await freePort()
   const dataDir = mkdtempSync(join(tmpdir(), 'auth-data-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
   const base: Record<string, string> = { PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'info' }
   if (process.env.TEST_DATABASE_URL && !env.DATABASE_URL) base.DATABASE_URL = await createServerDatabase(process.env.TEST_DATABASE_URL)
-  const proc = start({ ...base, ...env })
+  const proc = start({ ...base, ...env }, args)
   t.teardown(() => kill(proc.child))
   await waitForListening(proc)
   return { ...proc, port, url: `http://127.0.0.1:${port}` }

@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { freePort, kill, liveServer, start } from './live-server.js'
@@ -10,6 +11,7 @@ t.test('starts with a generated development key, serves the README walkthrough, 
   const { port } = proc
   t.match(proc.output(), /generated a development signing key/)
   t.notMatch(proc.output(), /-----BEGIN [A-Z ]*KEY-----/, 'the key itself is never logged')
+  t.notMatch(proc.output(), /UV_THREADPOOL_SIZE is not set/, 'started as npm start does, the pool is sized')
 
   const transcript = await runReadmeBlock('walkthrough', port)
   t.equal(transcript.code, 0, transcript.output)
@@ -34,4 +36,23 @@ t.test('a bad setting stops the start with a clear message', async t => {
   t.teardown(() => kill(proc.child))
   t.equal(await proc.exited, 1)
   t.match(proc.output(), /Invalid configuration: PORT must be integer/)
+})
+
+t.test('the threadpool preload gives libuv one thread per core, and the server warns without it', async t => {
+  // libuv starts every pool thread at the pool's first use: the thread count before and after one
+  // asynchronous file call is the pool's size (a CommonJS script, so nothing used the pool before)
+  const script = `const { readdirSync, promises } = require('node:fs')
+    const before = readdirSync('/proc/self/task').length
+    promises.stat('.').then(() => console.log(readdirSync('/proc/self/task').length - before))`
+  const poolSize = (args: string[]) => {
+    // through env -i: the test runner adds its own preloads to the environment of node children
+    const run = spawnSync('env', ['-i', process.execPath, ...args, '-e', script], { cwd: new URL('..', import.meta.url).pathname })
+    t.equal(run.status, 0, run.stderr.toString())
+    return Number(run.stdout.toString().trim())
+  }
+  t.equal(poolSize(['--require', './src/threadpool.cjs']), availableParallelism(), 'one thread per core')
+  t.equal(poolSize([]), 4, 'libuv\'s default without it')
+
+  const bare = await liveServer(t, {}, ['--import', 'tsx', 'src/server.ts'])
+  t.match(bare.output(), /UV_THREADPOOL_SIZE is not set/, 'started without the preload, it says so')
 })

@@ -3,8 +3,8 @@ import type { Config } from '../config.js'
 import type { Role } from '../db/schema.js'
 import type { Database, Executor } from '../db/client.js'
 import { ApiError, type ProblemCode } from '../errors.js'
-import { findChildToken, findSessionOfToken, insertRefreshToken, lockRefreshToken, rotateRefreshToken } from '../repositories/refresh-tokens.js'
-import { insertSession, revokeSession, revokeUserSessions } from '../repositories/sessions.js'
+import { findChildToken, findSessionOfToken, lockRefreshToken, rotateRefreshToken } from '../repositories/refresh-tokens.js'
+import { openSession, revokeSession, revokeUserSessions } from '../repositories/sessions.js'
 import { findUserByEmail, findUserByUsername, insertUser } from '../repositories/users.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, successorOf } from './refresh-token-crypto.js'
@@ -95,13 +95,13 @@ export class AuthService {
   }
 
   /** A new session with its first refresh token, inside the caller's transaction. */
-  private async startSession (tx: Executor, userId: string, rememberMe: boolean, meta: ClientMeta, now: Date): Promise<IssuedSession> {
+  private async startSession (ex: Executor, userId: string, rememberMe: boolean, meta: ClientMeta, now: Date, clearThrottleKey?: string): Promise<IssuedSession> {
     const sessionId = uuidv7()
     const absoluteExpiresAt = new Date(now.getTime() + this.deps.config.refresh.absoluteTtl * 1000)
     const expiresAt = new Date(Math.min(now.getTime() + this.idleTtlMs(rememberMe), absoluteExpiresAt.getTime()))
     const token = newRefreshToken()
-    await insertSession(tx, { id: sessionId, userId, rememberMe, createdAt: now, lastUsedAt: now, absoluteExpiresAt, userAgent: meta.userAgent, ip: meta.ip })
-    await insertRefreshToken(tx, { id: uuidv7(), sessionId, tokenHash: hashRefreshToken(token), parentId: null, createdAt: now, expiresAt })
+    await openSession(ex, { id: sessionId, userId, rememberMe, createdAt: now, lastUsedAt: now, absoluteExpiresAt, userAgent: meta.userAgent, ip: meta.ip },
+      { id: uuidv7(), tokenHash: hashRefreshToken(token), expiresAt }, clearThrottleKey)
     return { sessionId, rememberMe, token, expiresAt }
   }
 
@@ -141,12 +141,16 @@ export class AuthService {
     const valid = codePoints(password) <= MAX_PASSWORD_LENGTH &&
       await verifyPassword(user?.passwordHash ?? await dummyHash(), password)
     if (!valid || !user) throw new ApiError('invalid_credentials', 'The email, username or password is not correct')
-    await this.deps.throttle.clear(key)
+    // The right password forgets the failures counted so far. A count kept in this database is
+    // cleared by the statement that opens the session (one round trip and one commit, not three).
+    const { throttle } = this.deps
     // after the password check, so it tells nothing to someone without the password
     if (config.mail.requireVerification && !user.emailVerifiedAt) {
+      await throttle.clear(key)
       throw new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
     }
-    const session = await db.transaction(tx => this.startSession(tx, user.id, input.rememberMe ?? false, meta, now))
+    if (!throttle.inDatabase) await throttle.clear(key)
+    const session = await this.startSession(db, user.id, input.rememberMe ?? false, meta, now, throttle.inDatabase ? key : undefined)
     return this.tokenResponse(user, session, now)
   }
 

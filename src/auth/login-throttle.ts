@@ -16,6 +16,8 @@ export const LONGEST_WINDOW_MS = Math.max(LOGIN_WINDOW_MS, FORGOT_WINDOW_MS)
 export interface LoginThrottle {
   reserve (key: string, now: Date): Promise<{ allowed: true } | { allowed: false, retryAfterSeconds: number }>
   clear (key: string): Promise<void>
+  /** The counts are rows of login_throttle in the app's database, so a statement there may clear one. */
+  readonly inDatabase: boolean
 }
 
 const retryAfter = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
@@ -27,6 +29,7 @@ export function databaseThrottle (db: Database, limit: number, windowMs = LOGIN_
       return gate.allowed ? gate : { allowed: false, retryAfterSeconds: retryAfter(gate.windowStartedAt.getTime() + windowMs - now.getTime()) }
     },
     clear: key => clearLoginAttempts(db, key),
+    inDatabase: true,
   }
 }
 
@@ -58,5 +61,6 @@ export function redisThrottle (redis: Redis, prefix: string, limit: number, wind
         throw unavailable(err)
       }
     },
+    inDatabase: false,
   }
 }

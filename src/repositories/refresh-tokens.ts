@@ -4,10 +4,6 @@ import { refreshTokens, sessions, type Role } from '../db/schema.js'
 
 export type NewRefreshToken = typeof refreshTokens.$inferInsert
 
-export async function insertRefreshToken (ex: Executor, row: NewRefreshToken): Promise<void> {
-  await ex.insert(refreshTokens).values(row)
-}
-
 /** Rows of a raw query, whichever driver ran it (postgres.js gives an array, PGlite `{ rows }`). */
 function rowsOf<T> (result: unknown): T[] {
   return Array.isArray(result) ? result as T[] : (result as { rows: T[] }).rows

@@ -4,8 +4,24 @@ import { refreshTokens, sessions, users } from '../db/schema.js'
 
 export type NewSession = typeof sessions.$inferInsert
 
-export async function insertSession (ex: Executor, row: NewSession): Promise<void> {
-  await ex.insert(sessions).values(row)
+/**
+ * A new session and its first refresh token in one statement (one round trip, atomic without a
+ * transaction). `clearThrottleKey` also forgets that key's failed sign-ins (login_throttle) in the same
+ * statement, when the count is kept in this database.
+ */
+export async function openSession (ex: Executor, s: NewSession & { absoluteExpiresAt: Date, createdAt: Date }, token: { id: string, tokenHash: string, expiresAt: Date }, clearThrottleKey?: string): Promise<void> {
+  const createdAt = s.createdAt.toISOString()
+  await ex.execute(sql`
+    with ${clearThrottleKey === undefined ? sql`` : sql`cleared as (delete from login_throttle where key = ${clearThrottleKey}),`}
+    session as (
+      insert into sessions (id, user_id, remember_me, created_at, last_used_at, absolute_expires_at, user_agent, ip)
+      values (${s.id}, ${s.userId}, ${s.rememberMe}, ${createdAt}::timestamptz, ${createdAt}::timestamptz,
+              ${s.absoluteExpiresAt.toISOString()}::timestamptz, ${s.userAgent ?? null}, ${s.ip ?? null})
+      returning id
+    )
+    insert into refresh_tokens (id, session_id, token_hash, parent_id, created_at, expires_at)
+    select ${token.id}, session.id, ${token.tokenHash}, null, ${createdAt}::timestamptz, ${token.expiresAt.toISOString()}::timestamptz
+    from session`)
 }
 
 function sessionWithUserQuery (db: Database) {
