@@ -91,14 +91,14 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     instance.decorate('clock', options.clock ?? Date.now)
   }, { name: 'config' }))
 
-  // Auth responses must never be stored by a cache; routes that may be cached say so.
-  app.addHook('onRequest', async (_request, reply) => { reply.header('cache-control', 'no-store') })
-
   // On shutdown, answers to requests still in flight close their connection, so a keep-alive
   // connection that turns idle after the close began cannot hold the exit until its timeout.
   let closing = false
   app.addHook('preClose', async () => { closing = true })
-  app.addHook('onSend', async (_request, reply) => { if (closing) reply.header('connection', 'close') })
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close')
+    done(null, payload)
+  })
 
   // infrastructure, then the app's own services, then routes
   await app.register(securityHeaders)

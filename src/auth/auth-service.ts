@@ -1,9 +1,9 @@
-import { v7 as uuidv7 } from 'uuid'
+import { uuidv7 } from '../ids.js'
 import type { Config } from '../config.js'
 import type { Role } from '../db/schema.js'
 import type { Database, Executor } from '../db/client.js'
 import { ApiError, type ProblemCode } from '../errors.js'
-import { findChildToken, findSessionOfToken, lockRefreshToken, rotateRefreshToken } from '../repositories/refresh-tokens.js'
+import { findChildToken, findSessionOfToken, lockRefreshToken, rotateIfLive, rotateRefreshToken } from '../repositories/refresh-tokens.js'
 import { openSession, revokeSession, revokeUserSessions } from '../repositories/sessions.js'
 import { findUserByEmail, findUserByUsername, insertUser } from '../repositories/users.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
@@ -157,6 +157,21 @@ export class AuthService {
   async refresh (token: string, meta: ClientMeta): Promise<TokenResponse> {
     if (!isWellFormedRefreshToken(token)) throw new ApiError('invalid_token', 'The refresh token is not valid')
     const now = this.now()
+    const successor = successorOf(this.deps.refreshSecret, token)
+    // The usual case, a live token, is rotated by one statement; anything else is decided below.
+    const fast = await rotateIfLive(this.deps.db, {
+      tokenHash: hashRefreshToken(token),
+      now,
+      idleTtlMs: this.idleTtlMs(false),
+      rememberTtlMs: this.idleTtlMs(true),
+      successorId: uuidv7(),
+      successorHash: hashRefreshToken(successor),
+      ...meta,
+    })
+    if (fast.outcome === 'missing') throw new ApiError('invalid_token', 'The refresh token is not valid')
+    if (fast.outcome === 'rotated') {
+      return this.tokenResponse(fast.user, { sessionId: fast.session.id, rememberMe: fast.session.rememberMe, token: successor, expiresAt: fast.expiresAt }, now)
+    }
     // Outcomes are returned, not thrown, so a reuse revocation commits before the 401 leaves.
     const outcome = await this.deps.db.transaction(async (tx): Promise<RefreshOutcome> => {
       const row = await lockRefreshToken(tx, hashRefreshToken(token))
@@ -164,7 +179,6 @@ export class AuthService {
       const { session, user } = row
       if (session.revokedAt) return { ok: false, code: 'session_revoked', detail: 'The session has ended; sign in again' }
       if (session.absoluteExpiresAt <= now) return { ok: false, code: 'invalid_token', detail: 'The session has expired; sign in again' }
-      const successor = successorOf(this.deps.refreshSecret, token)
       if (row.token.spentAt) {
         const child = await findChildToken(tx, row.token.id)
         const graceMs = this.deps.config.refresh.reuseGraceSeconds * 1000

@@ -117,6 +117,19 @@ async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle>
   }
 }
 
+export type PreparedQuery<T> = (params: unknown[]) => Promise<T[]>
+
+/**
+ * A fixed statement (`$1`, `$2` ... parameters) sent straight to the driver under drizzle, prepared once
+ * per connection, for the few queries on every request's path. Rows come back as the driver parses them:
+ * select numbers, text and booleans (not timestamps, which the two drivers return differently).
+ */
+export function preparedQuery<T> (db: Database, text: string): PreparedQuery<T> {
+  const client = (db as unknown as { $client: Sql | { query: (text: string, params: unknown[]) => Promise<{ rows: T[] }> } }).$client
+  if ('unsafe' in client) return params => client.unsafe(text, params as never[], { prepare: true }) as unknown as Promise<T[]>
+  return async params => (await client.query(text, params)).rows
+}
+
 export async function ping (db: Database): Promise<void> {
   await db.execute(sql`select 1`)
 }

@@ -26,7 +26,8 @@ async function browserPlugin (app: FastifyInstance) {
   const { cookieSecure, corsOrigins } = app.config
   const allowed = new Set(corsOrigins)
 
-  await app.register(fastifyCookie)
+  // Parsed only where the refresh cookie is read (/refresh, /logout), not on every request.
+  await app.register(fastifyCookie, { hook: false })
   // Only listed origins get CORS headers (with credentials); any other origin gets none.
   await app.register(fastifyCors, {
     origin: (origin, cb) => cb(null, origin !== undefined && allowed.has(origin)),
@@ -44,7 +45,7 @@ async function browserPlugin (app: FastifyInstance) {
   app.decorate('refreshCookie', {
     name,
     wanted: request => String(request.headers[AUTH_MODE_HEADER] ?? '').toLowerCase() === 'cookie',
-    read: request => request.cookies[name] || undefined,
+    read: request => (request.headers.cookie === undefined ? undefined : app.parseCookie(request.headers.cookie)[name] || undefined),
     set: (reply, token, maxAgeSeconds) => {
       reply.setCookie(name, token, maxAgeSeconds === undefined ? base : { ...base, maxAge: maxAgeSeconds })
     },

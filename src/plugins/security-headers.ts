@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import helmet, { type HelmetOptions } from 'helmet'
 
-/** Headers suited to a JSON API: nothing to frame, sniff or run; the docs and demo pages set their own policy. */
+/** Headers suited to a JSON API: nothing to frame, sniff, run or store; the docs and demo pages set their own policy. */
 const options: HelmetOptions = {
   contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
   crossOriginResourcePolicy: { policy: 'same-site' },
@@ -24,7 +24,8 @@ export function helmetHeaders (): Record<string, string> {
 }
 
 async function securityHeaders (app: FastifyInstance) {
-  const headers = helmetHeaders()
+  // and auth responses must never be stored by a cache: routes that may be cached say so
+  const headers = { ...helmetHeaders(), 'cache-control': 'no-store' }
   app.addHook('onRequest', (_request, reply, done) => {
     reply.headers(headers)
     done()

@@ -1,5 +1,5 @@
 import { eq, sql } from 'drizzle-orm'
-import type { Executor } from '../db/client.js'
+import { preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
 import { refreshTokens, sessions, type Role } from '../db/schema.js'
 
 export type NewRefreshToken = typeof refreshTokens.$inferInsert
@@ -90,4 +90,75 @@ export async function rotateRefreshToken (ex: Executor, r: {
     )
     insert into refresh_tokens (id, session_id, token_hash, parent_id, created_at, expires_at)
     values (${r.successorId}, ${r.sessionId}, ${r.successorHash}, ${r.spentId}, ${now}::timestamptz, ${r.expiresAt.toISOString()}::timestamptz)`)
+}
+
+interface RotatedRow {
+  session_id: string
+  remember_me: boolean
+  user_id: string
+  email: string
+  username: string | null
+  name: string | null
+  role: Role
+  email_verified_ms: number | null
+  user_created_ms: number
+  successor_expires_ms: number | null
+}
+
+// Lock the token and its session (as lockRefreshToken does), and only when the token is live (unspent,
+// unexpired, session neither revoked nor past its absolute end) spend it, touch the session and insert
+// the successor. A concurrent refresh of the same token waits on the lock, then sees the token spent.
+const ROTATE_IF_LIVE = `
+  with t as (
+    select rt.id as token_id, rt.expires_at, rt.spent_at, s.id as session_id, s.remember_me, s.absolute_expires_at, s.revoked_at,
+           u.id as user_id, u.email, u.username, u.name, u.role, u.email_verified_at, u.created_at as user_created_at
+    from refresh_tokens rt
+    join sessions s on s.id = rt.session_id
+    join users u on u.id = s.user_id
+    where rt.token_hash = $1::text
+    limit 1
+    for update of rt, s
+  ), live as (
+    select token_id, session_id,
+           least($2::timestamptz + (case when remember_me then $4::bigint else $3::bigint end) * interval '1 millisecond', absolute_expires_at) as successor_expires_at
+    from t
+    where spent_at is null and revoked_at is null and expires_at > $2::timestamptz and absolute_expires_at > $2::timestamptz
+  ), spent as (
+    update refresh_tokens set spent_at = $2::timestamptz where id = (select token_id from live)
+  ), touched as (
+    update sessions set last_used_at = $2::timestamptz, ip = $7::text, user_agent = $8::text where id = (select session_id from live)
+  ), successor as (
+    insert into refresh_tokens (id, session_id, token_hash, parent_id, created_at, expires_at)
+    select $5::uuid, session_id, $6::text, token_id, $2::timestamptz, successor_expires_at from live
+    returning expires_at
+  )
+  select t.session_id, t.remember_me, t.user_id, t.email, t.username, t.name, t.role,
+         extract(epoch from t.email_verified_at)::float8 * 1000 as email_verified_ms,
+         extract(epoch from t.user_created_at)::float8 * 1000 as user_created_ms,
+         extract(epoch from (select expires_at from successor))::float8 * 1000 as successor_expires_ms
+  from t`
+const rotateQueries = new WeakMap<Database, PreparedQuery<RotatedRow>>()
+
+/**
+ * The usual refresh in one statement (one round trip, atomic without a transaction): a live token is
+ * spent and its successor inserted. Returns `missing` when no token has this hash, `rotated` with the
+ * successor's expiry, or `not_live` (spent, expired or revoked: nothing was written; the caller decides
+ * between a grace-window retry, a reuse and a plain refusal under a lock, as before).
+ */
+export async function rotateIfLive (db: Database, r: {
+  tokenHash: string, now: Date, idleTtlMs: number, rememberTtlMs: number, successorId: string, successorHash: string, ip: string | null, userAgent: string | null
+}) {
+  let query = rotateQueries.get(db)
+  if (!query) rotateQueries.set(db, query = preparedQuery<RotatedRow>(db, ROTATE_IF_LIVE))
+  const [row] = await query([r.tokenHash, r.now.toISOString(), r.idleTtlMs, r.rememberTtlMs, r.successorId, r.successorHash, r.ip, r.userAgent])
+  if (!row) return { outcome: 'missing' as const }
+  if (row.successor_expires_ms === null) return { outcome: 'not_live' as const }
+  return {
+    outcome: 'rotated' as const,
+    expiresAt: date(row.successor_expires_ms)!,
+    session: { id: row.session_id, rememberMe: row.remember_me },
+    user: {
+      id: row.user_id, email: row.email, username: row.username, name: row.name, role: row.role, emailVerifiedAt: date(row.email_verified_ms), createdAt: date(row.user_created_ms)!,
+    },
+  }
 }

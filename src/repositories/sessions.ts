@@ -1,6 +1,6 @@
 import { and, desc, eq, exists, gt, isNull, ne, sql } from 'drizzle-orm'
-import type { Database, Executor } from '../db/client.js'
-import { refreshTokens, sessions, users } from '../db/schema.js'
+import { preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
+import { refreshTokens, sessions, type Role } from '../db/schema.js'
 
 export type NewSession = typeof sessions.$inferInsert
 
@@ -24,28 +24,46 @@ export async function openSession (ex: Executor, s: NewSession & { absoluteExpir
     from session`)
 }
 
-function sessionWithUserQuery (db: Database) {
-  return db.select({
-    revokedAt: sessions.revokedAt,
-    absoluteExpiresAt: sessions.absoluteExpiresAt,
-    user: {
-      id: users.id, email: users.email, username: users.username, name: users.name, createdAt: users.createdAt, role: users.role, emailVerifiedAt: users.emailVerifiedAt,
-    },
-  }).from(sessions)
-    .innerJoin(users, eq(users.id, sessions.userId))
-    .where(and(eq(sessions.id, sql.placeholder('sid')), eq(sessions.userId, sql.placeholder('uid'))))
-    .limit(1)
-    .prepare('find_session_with_user')
+interface SessionWithUserRow {
+  revoked_ms: number | null
+  absolute_expires_ms: number
+  id: string
+  email: string
+  username: string | null
+  name: string | null
+  role: Role
+  email_verified_ms: number | null
+  created_ms: number
 }
-// Built once per database: this query runs on every authenticated request.
-const prepared = new WeakMap<Database, ReturnType<typeof sessionWithUserQuery>>()
+const date = (ms: number | null) => (ms === null ? null : new Date(Number(ms)))
 
-/** One indexed lookup by primary key: the session's state and its user's public fields. */
+// Times as epoch milliseconds, the same from either driver.
+const SESSION_WITH_USER = `
+  select extract(epoch from s.revoked_at)::float8 * 1000 as revoked_ms,
+         extract(epoch from s.absolute_expires_at)::float8 * 1000 as absolute_expires_ms,
+         u.id, u.email, u.username, u.name, u.role,
+         extract(epoch from u.email_verified_at)::float8 * 1000 as email_verified_ms,
+         extract(epoch from u.created_at)::float8 * 1000 as created_ms
+  from sessions s join users u on u.id = s.user_id
+  where s.id = $1 and s.user_id = $2
+  limit 1`
+const queries = new WeakMap<Database, PreparedQuery<SessionWithUserRow>>()
+
+/**
+ * One indexed lookup by primary key: the session's state and its user's public fields. It runs on every
+ * authenticated request, so it is one prepared statement sent straight to the driver: the query builder
+ * and its row mapping were ~10 % of the time of a /me in the profile.
+ */
 export async function findSessionWithUser (db: Database, sessionId: string, userId: string) {
-  let query = prepared.get(db)
-  if (!query) prepared.set(db, query = sessionWithUserQuery(db))
-  const [row] = await query.execute({ sid: sessionId, uid: userId })
-  return row
+  let query = queries.get(db)
+  if (!query) queries.set(db, query = preparedQuery<SessionWithUserRow>(db, SESSION_WITH_USER))
+  const [row] = await query([sessionId, userId])
+  if (!row) return undefined
+  return {
+    revokedAt: date(row.revoked_ms),
+    absoluteExpiresAt: date(row.absolute_expires_ms)!,
+    user: { id: row.id, email: row.email, username: row.username, name: row.name, role: row.role, emailVerifiedAt: date(row.email_verified_ms), createdAt: date(row.created_ms)! },
+  }
 }
 
 /** A session is live while not revoked, within its absolute lifetime, and holding an unspent, unexpired refresh token. */

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { audit } from '../audit.js'
 import { ApiError } from '../errors.js'
-import { described, DisplayName, Password, Profile, problemResponses, Username } from '../schemas/common.js'
+import { described, DisplayName, nullable, Password, Profile, problemResponses, Username } from '../schemas/common.js'
 import { normalizeIdentity } from './auth.js'
 
 const sessionExample = {
@@ -24,8 +24,8 @@ const Session = Type.Object({
   lastUsedAt: Type.String({ format: 'date-time', description: 'The last sign-in or refresh' }),
   expiresAt: Type.String({ format: 'date-time', description: 'When it ends unless refreshed: the earlier of the idle and absolute limits' }),
   rememberMe: Type.Boolean(),
-  userAgent: Type.Union([Type.String(), Type.Null()], { description: 'User-Agent of the last sign-in or refresh' }),
-  ip: Type.Union([Type.String(), Type.Null()], { description: 'Client IP of the last sign-in or refresh, as the rate limiter sees it' }),
+  userAgent: nullable(Type.String({ description: 'User-Agent of the last sign-in or refresh' })),
+  ip: nullable(Type.String({ description: 'Client IP of the last sign-in or refresh, as the rate limiter sees it' })),
 })
 
 const SessionList = Type.Object({ sessions: Type.Array(Session) }, { description: 'Live sessions, newest first', examples: [{ sessions: [sessionExample] }] })

@@ -2,7 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { audit } from '../audit.js'
-import { problemResponses, Role } from '../schemas/common.js'
+import { nullable, problemResponses, Role } from '../schemas/common.js'
 
 const userExample = {
   id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', role: 'user', emailVerified: false, createdAt: '2026-11-23T11:28:39.506Z',
@@ -12,13 +12,13 @@ const UserPage = Type.Object({
   users: Type.Array(Type.Object({
     id: Type.String({ format: 'uuid' }),
     email: Type.String({ format: 'email' }),
-    username: Type.Union([Type.String(), Type.Null()]),
-    name: Type.Union([Type.String(), Type.Null()]),
+    username: nullable(Type.String()),
+    name: nullable(Type.String()),
     role: Role,
     emailVerified: Type.Boolean(),
     createdAt: Type.String({ format: 'date-time' }),
   })),
-  nextCursor: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], { description: 'Pass as cursor for the next page; null on the last page' }),
+  nextCursor: nullable(Type.String({ format: 'uuid', description: 'Pass as cursor for the next page; null on the last page' })),
 }, { description: 'A page of users ordered by id (creation order)', examples: [{ users: [userExample], nextCursor: null }] })
 
 const UserQuery = Type.Object({

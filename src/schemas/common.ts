@@ -1,7 +1,15 @@
-import { Type, type TSchema } from 'typebox'
+import { Type, type TSchema, type TString } from 'typebox'
+import { ROLES } from '../db/schema.js'
 import { problems, toProblem, type ProblemCode } from '../errors.js'
 
-const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+// Response schemas say "string or null" and "one of these strings" as a type list and an enum, not
+// anyOf: fast-json-stringify writes a type list or an enum directly, but for anyOf it runs a validator
+// on every value to pick the branch (~4 µs of every /me, more for the problem codes of each error).
+/** `string | null`, as `type: ['string', 'null']` (OpenAPI 3.1) */
+export const nullable = <T extends TString>(schema: T) => Type.Unsafe<string | null>({ ...schema, type: ['string', 'null'] })
+/** One of `values`, as a string enum */
+export const oneOf = <const T extends readonly string[]>(values: T, options: { description?: string } = {}) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options })
 
 export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Trimmed and lower-cased before use', examples: ['ada@example.com'] })
 export const Username = Type.String({ pattern: '^[A-Za-z0-9_.-]{3,32}$', description: '3–32 of A–Z, a–z, 0–9, _ . -; unique ignoring case', examples: ['ada_l'] })
@@ -21,7 +29,7 @@ export const User = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
 }, { description: 'The signed-in user', examples: [userExample] })
 
-export const Role = Type.Union([Type.Literal('user'), Type.Literal('admin')], { description: 'user by default; admin is granted from the command line (npm run user:role)' })
+export const Role = oneOf(ROLES, { description: 'user by default; admin is granted from the command line (npm run user:role)' })
 
 export const Profile = Type.Object({
   ...User.properties,
@@ -52,7 +60,7 @@ export const Problem = Type.Object({
   type: Type.String({ description: 'URI identifying the problem type' }),
   title: Type.String(),
   status: Type.Integer(),
-  code: Type.Union(Object.keys(problems).map(c => Type.Literal(c)), { description: 'Stable machine-readable code' }),
+  code: oneOf(Object.keys(problems) as ProblemCode[], { description: 'Stable machine-readable code' }),
   detail: Type.Optional(Type.String()),
   errors: Type.Optional(Type.Array(Type.Object({ path: Type.String({ description: 'JSON Pointer into the request' }), message: Type.String() }))),
 }, { title: 'Problem', description: 'RFC 9457 problem details' })

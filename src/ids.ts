@@ -1,0 +1,14 @@
+import { randomUUID } from 'node:crypto'
+
+/**
+ * A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, version 7, then 74 random bits, so ids sort by
+ * creation time and index well. Built on `randomUUID`, which Node serves from a pooled buffer of
+ * random bytes: the `uuid` package's v7 asks the system for fresh random values on every call, which
+ * showed as ~5 % of the main thread's time in a refresh profile. Not ordered within one millisecond
+ * (nothing here relies on that).
+ */
+export function uuidv7 (now = Date.now()): string {
+  const random = randomUUID()
+  const time = now.toString(16).padStart(12, '0')
+  return `${time.slice(0, 8)}-${time.slice(8)}-7${random.slice(15)}`
+}
