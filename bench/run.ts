@@ -6,6 +6,7 @@ import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
 import postgres from 'postgres'
+import { SMTPServer } from 'smtp-server'
 import { uuidv7 } from '../src/ids.js'
 import { generateSigningKey } from '../src/auth/keys.js'
 
@@ -85,9 +86,9 @@ function median (rounds: Load[]): Load & { rounds: number[] } {
 
 type Side = { url: string, request: autocannon.Request, options?: Partial<autocannon.Options> }
 /** Ours against its baseline: both warmed up, then ROUNDS alternating measured loads each. */
-async function compare (ours: Side, baseline: Side) {
-  await load(ours.url, ours.request, ours.options, WARMUP)
-  await load(baseline.url, baseline.request, baseline.options, WARMUP)
+async function compare (ours: Side, baseline: Side, warmup = WARMUP) {
+  await load(ours.url, ours.request, ours.options, warmup)
+  await load(baseline.url, baseline.request, baseline.options, warmup)
   const a: Load[] = []
   const b: Load[] = []
   for (let round = 0; round < ROUNDS; round++) {
@@ -98,7 +99,7 @@ async function compare (ours: Side, baseline: Side) {
 }
 
 async function argon2Ceiling (mode: 'verify' | 'hash') {
-  const proc = launch([process.execPath, '--import', 'tsx', 'bench/argon2-ceiling.ts', String(DURATION), mode], { UV_THREADPOOL_SIZE: String(cpus().length) })
+  const proc = launch([process.execPath, '--import', 'tsx', 'bench/argon2-ceiling.ts', String(quick ? 2 : DURATION), mode], { UV_THREADPOOL_SIZE: String(cpus().length) })
   await new Promise(resolve => proc.child.on('exit', resolve))
   return Math.round(JSON.parse(proc.output().trim().split('\n').pop()!).perSecond)
 }
@@ -129,6 +130,23 @@ const tokenFeeder = (tokens: string[]) => {
   return (req: autocannon.Request) => ({ ...req, body: JSON.stringify({ refreshToken: tokens[i++ % tokens.length] }) })
 }
 
+/** A mail relay that accepts every message and keeps a count, as a production relay would accept them. */
+async function smtpSink () {
+  let received = 0
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    onData (stream, _session, callback) {
+      stream.resume()
+      stream.on('end', () => { received++; callback() })
+    },
+  })
+  const port = nextPort++
+  await new Promise<void>(resolve => server.listen(port, '127.0.0.1', () => resolve()))
+  return { url: `smtp://127.0.0.1:${port}`, received: () => received, close: () => new Promise<void>(resolve => server.close(() => resolve())) }
+}
+
 async function main () {
   const dbName = `auth_bench_${Date.now()}`
   const admin = postgres(ADMIN, { max: 1, onnotice: () => {} })
@@ -138,6 +156,7 @@ async function main () {
   const port = nextPort++
   const api = `http://127.0.0.1:${port}`
   const high = '1000000'
+  const smtp = await smtpSink()
   step('build')
   // the compiled output, as the image runs it (npm start adds tsx's loader, ~40 MB, measured separately below)
   if (spawnSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' }).status !== 0) throw new Error('build failed')
@@ -147,8 +166,7 @@ async function main () {
     DATABASE_URL: dbUrl,
     JWT_PRIVATE_KEY: key.privatePem,
     NODE_ENV: 'production',
-    // nothing listens there: the verification mails of the bench's sign-ups wait in the outbox
-    SMTP_URL: 'smtp://127.0.0.1:9',
+    SMTP_URL: smtp.url,
     APP_URL: 'https://app.example.com',
     LOG_LEVEL: 'warn',
     RATE_LIMIT_LOGIN_IP: high,
@@ -238,13 +256,18 @@ async function main () {
   let k = 0
   const { ours: forgotUnknown, baseline: forgotKnown } = await compare(
     { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: `nobody${k++}.${randomBytes(3).toString('hex')}@example.com` }) }) } },
-    { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.email }) }) } })
+    { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.email }) }) } },
+    1)
   rows.push({ test: 'POST /password/forgot', ours: forgotUnknown.rps, baseline: forgotKnown.rps, ratio: +(forgotUnknown.rps / forgotKnown.rps).toFixed(2), target: '≈ 1', p99: `${forgotUnknown.p99} vs ${forgotKnown.p99}`, non2xx: forgotUnknown.non2xx + forgotUnknown.errors + forgotKnown.non2xx + forgotKnown.errors, baselineName: `unknown vs known address (p50 ${forgotUnknown.p50} vs ${forgotKnown.p50} ms)` })
 
   clearInterval(sampler)
   const rssLoad = Math.max(rssPeak, rssMb(service.child.pid!))
+  // what the loads queued: sign-ups' verification mails and reset mails (skipped for unknown addresses)
+  const outbox = Object.fromEntries((await sql<{ status: string, n: number }[]>`select status, count(*)::int as n from outbox group by status`).map(r => [r.status, r.n]))
+  const mail = { outbox, relayReceived: smtp.received() }
   service.child.kill('SIGTERM')
   await sql.end()
+  await smtp.close()
 
   step('npm start')
   // npm start on the embedded database: first start (create + migrate) and a restart
@@ -270,9 +293,10 @@ async function main () {
   const memory = { rssIdleMb: rssIdle, rssLoadMb: rssLoad, rssPeakByPhaseMb: rssPhases, targets: { idle: '< 120', load: '< 250' }, npmStartFreshMs: startTimes[0], npmStartExistingMs: startTimes[1], npmStartRssMb: npmStartRss.at(-1) }
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version }
   printTable(rows, memory, machine)
+  console.log(`mail: ${JSON.stringify(mail)}`)
   mkdirSync(new URL('results/', import.meta.url), { recursive: true })
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
-  const result = { date: new Date().toISOString(), quick, durationSeconds: DURATION, connections: CONNECTIONS, machine, rows, memory }
+  const result = { date: new Date().toISOString(), quick, durationSeconds: DURATION, warmupSeconds: WARMUP, rounds: ROUNDS, connections: CONNECTIONS, machine, rows, memory, mail }
   writeFileSync(new URL(`results/${stamp}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
   writeFileSync(new URL('results/latest.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
   process.exit(0)
