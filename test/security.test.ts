@@ -10,12 +10,26 @@ t.test('security headers for a JSON API, no banner', async t => {
     const res = await app.inject({ method, url, ...(method === 'POST' ? { payload: {} } : {}) })
     t.equal(res.headers['content-security-policy'], "default-src 'none';frame-ancestors 'none'", url)
     t.equal(res.headers['x-content-type-options'], 'nosniff', url)
-    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN', url)
-    t.equal(res.headers['referrer-policy'], 'no-referrer', url)
+    t.equal(res.headers['x-frame-options'], 'DENY', url)
     t.match(String(res.headers['strict-transport-security']), /max-age=\d+/, url)
     t.equal(res.headers['cache-control'], 'no-store', url)
     t.notOk(res.headers['x-powered-by'], url)
     t.notOk(res.headers.server, url)
+    t.notOk(res.headers['x-dns-prefetch-control'], `${url}: document headers are for the HTML pages`)
+  }
+})
+
+t.test('the HTML pages get helmet\'s document headers and their own policy', async t => {
+  const app = await build(t)
+  for (const url of ['/docs/', '/demo', '/reset-password']) {
+    const res = await app.inject({ url })
+    t.equal(res.statusCode, 200, url)
+    t.match(res.headers['content-type'], /text\/html/, url)
+    t.equal(res.headers['referrer-policy'], 'no-referrer', url)
+    t.equal(res.headers['x-dns-prefetch-control'], 'off', url)
+    t.equal(res.headers['cross-origin-opener-policy'], 'same-origin', url)
+    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN', url)
+    t.match(String(res.headers['content-security-policy']), /default-src 'self'/, `${url}: the page's own policy`)
   }
 })
 

@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { documentHeadersHook } from './security-headers.js'
 
 /** The OpenAPI 3.1 document is generated from the route schemas: one source of truth. */
 async function docsPlugin (app: FastifyInstance) {
@@ -31,7 +32,10 @@ async function docsPlugin (app: FastifyInstance) {
   })
   // Interactive docs; DOCS_ENABLED=false turns them off (the document itself stays at /openapi.json).
   if (app.config.docsEnabled) {
-    await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true, persistAuthorization: false } })
+    await app.register(async pages => {
+      pages.addHook('onRequest', documentHeadersHook())
+      await pages.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true, persistAuthorization: false } })
+    })
   }
 }
 

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
+import { documentHeadersHook } from '../plugins/security-headers.js'
 
 const dir = new URL('../../public/demo/', import.meta.url)
 
 /** A page that uses cookie mode as a browser app would, and the pages email links open; served outside production only. */
 export default async function demoRoutes (app: FastifyInstance) {
+  app.addHook('onRequest', documentHeadersHook())
   const html = readFileSync(new URL('index.html', dir))
   const js = readFileSync(new URL('app.js', dir))
   const csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -18,7 +20,7 @@ export default async function demoRoutes (app: FastifyInstance) {
   const linksJs = readFileSync(new URL('links.js', dir))
   for (const path of ['/reset-password', '/verify-email']) {
     app.get(path, { schema: { hide: true } }, async (_request, reply) =>
-      reply.type('text/html; charset=utf-8').header('content-security-policy', csp).header('referrer-policy', 'no-referrer').send(links))
+      reply.type('text/html; charset=utf-8').header('content-security-policy', csp).send(links))
   }
   app.get('/demo/links.js', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/javascript; charset=utf-8').send(linksJs))
