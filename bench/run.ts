@@ -71,29 +71,47 @@ function rssMb (pid: number) {
   return Math.round(kb / 1024)
 }
 
-interface Load { rps: number, p50: number, p99: number, non2xx: number, errors: number }
-async function load (url: string, request: autocannon.Request, options: Partial<autocannon.Options> = {}, duration = DURATION): Promise<Load> {
+/** CPU time (user + system, all threads) a process has used, in microseconds. */
+function cpuMicros (pid: number) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 1_000_000 / CLOCK_TICKS
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100
+
+interface Load { rps: number, p50: number, p99: number, non2xx: number, errors: number, cpuUsPerRequest?: number }
+/** `pid`: the server's process, whose CPU time per request is reported too (steadier than req/s on a shared machine). */
+async function load (url: string, request: autocannon.Request, options: Partial<autocannon.Options> = {}, duration = DURATION, pid?: number): Promise<Load> {
+  const cpuBefore = pid ? cpuMicros(pid) : 0
   const result = await autocannon({ url, connections: CONNECTIONS, duration, requests: [request], ...options })
-  return { rps: Math.round(result.requests.average), p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors }
+  const cpu = pid ? { cpuUsPerRequest: Math.round((cpuMicros(pid) - cpuBefore) / Math.max(1, result.requests.total)) } : {}
+  return { rps: Math.round(result.requests.average), p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors, ...cpu }
 }
 
 /** The round with the median rate; its non-2xx count is that of all rounds. */
-function median (rounds: Load[]): Load & { rounds: number[] } {
+function median (rounds: Load[]): Load & { rounds: number[], cpuRounds: number[] } {
   const sorted = [...rounds].sort((a, b) => a.rps - b.rps)
   const mid = sorted[Math.floor(sorted.length / 2)]!
-  return { ...mid, non2xx: rounds.reduce((n, r) => n + r.non2xx, 0), errors: rounds.reduce((n, r) => n + r.errors, 0), rounds: rounds.map(r => r.rps) }
+  const cpu = rounds.map(r => r.cpuUsPerRequest ?? 0).sort((a, b) => a - b)
+  return {
+    ...mid,
+    cpuUsPerRequest: cpu[Math.floor(cpu.length / 2)],
+    non2xx: rounds.reduce((n, r) => n + r.non2xx, 0),
+    errors: rounds.reduce((n, r) => n + r.errors, 0),
+    rounds: rounds.map(r => r.rps),
+    cpuRounds: rounds.map(r => r.cpuUsPerRequest ?? 0),
+  }
 }
 
-type Side = { url: string, request: autocannon.Request, options?: Partial<autocannon.Options> }
+type Side = { url: string, request: autocannon.Request, options?: Partial<autocannon.Options>, pid?: number }
 /** Ours against its baseline: both warmed up, then ROUNDS alternating measured loads each. */
-async function compare (ours: Side, baseline: Side, warmup = WARMUP) {
+async function compare (ours: Side, baseline: Side, warmup = WARMUP, duration = DURATION) {
   await load(ours.url, ours.request, ours.options, warmup)
   await load(baseline.url, baseline.request, baseline.options, warmup)
   const a: Load[] = []
   const b: Load[] = []
   for (let round = 0; round < ROUNDS; round++) {
-    a.push(await load(ours.url, ours.request, ours.options))
-    b.push(await load(baseline.url, baseline.request, baseline.options))
+    a.push(await load(ours.url, ours.request, ours.options, duration, ours.pid))
+    b.push(await load(baseline.url, baseline.request, baseline.options, duration, baseline.pid))
   }
   return { ours: median(a), baseline: median(b) }
 }
@@ -213,9 +231,9 @@ async function main () {
   const floorMePort = nextPort++
   const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, JWT_PUBLIC_KEY: key.publicPem })
   await floorReady(floorMe)
-  const { ours: me, baseline: meFloor } = await compare({ url: api, request: meRequest }, { url: `http://127.0.0.1:${floorMePort}`, request: meRequest })
+  const { ours: me, baseline: meFloor } = await compare({ url: api, request: meRequest, pid: service.child.pid! }, { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! })
   floorMe.child.kill('SIGKILL')
-  rows.push({ test: 'GET /me', ours: me.rps, baseline: meFloor.rps, ratio: +(me.rps / meFloor.rps).toFixed(2), target: 0.85, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'bare Fastify + same verify + same query', rounds: { ours: me.rounds, baseline: meFloor.rounds } })
+  rows.push({ test: 'GET /me', ours: me.rps, baseline: meFloor.rps, ratio: +(me.rps / meFloor.rps).toFixed(2), target: 0.85, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'bare Fastify + same verify + same query', rounds: { ours: me.rounds, baseline: meFloor.rounds }, cpuUsPerRequest: { ours: me.cpuRounds, baseline: meFloor.cpuRounds }, cpuRatio: +(meFloor.cpuUsPerRequest! / me.cpuUsPerRequest!).toFixed(2) })
 
   step('/refresh')
   // /refresh against the bare rotation transaction, each request a distinct live token
@@ -224,10 +242,10 @@ async function main () {
   await floorReady(floorRefresh)
   const refreshRequest = (tokens: string[]): autocannon.Request => ({ method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(tokens) })
   const { ours: refresh, baseline: refreshFloor } = await compare(
-    { url: api, request: refreshRequest(ourTokens) },
-    { url: `http://127.0.0.1:${floorRefreshPort}`, request: refreshRequest(floorTokens) })
+    { url: api, request: refreshRequest(ourTokens), pid: service.child.pid! },
+    { url: `http://127.0.0.1:${floorRefreshPort}`, request: refreshRequest(floorTokens), pid: floorRefresh.child.pid! })
   floorRefresh.child.kill('SIGKILL')
-  rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'lock + spend + insert via postgres.js', rounds: { ours: refresh.rounds, baseline: refreshFloor.rounds } })
+  rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'lock + spend + insert via postgres.js', rounds: { ours: refresh.rounds, baseline: refreshFloor.rounds }, cpuUsPerRequest: { ours: refresh.cpuRounds, baseline: refreshFloor.cpuRounds }, cpuRatio: +(refreshFloor.cpuUsPerRequest! / refresh.cpuUsPerRequest!).toFixed(2) })
 
   step('/login')
   // /login against raw argon2id verification on every core, with /me latency probed during the storm
@@ -257,7 +275,7 @@ async function main () {
   const { ours: forgotUnknown, baseline: forgotKnown } = await compare(
     { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: `nobody${k++}.${randomBytes(3).toString('hex')}@example.com` }) }) } },
     { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.email }) }) } },
-    1)
+    1, quick ? 2 : DURATION)
   rows.push({ test: 'POST /password/forgot', ours: forgotUnknown.rps, baseline: forgotKnown.rps, ratio: +(forgotUnknown.rps / forgotKnown.rps).toFixed(2), target: '≈ 1', p99: `${forgotUnknown.p99} vs ${forgotKnown.p99}`, non2xx: forgotUnknown.non2xx + forgotUnknown.errors + forgotKnown.non2xx + forgotKnown.errors, baselineName: `unknown vs known address (p50 ${forgotUnknown.p50} vs ${forgotKnown.p50} ms)` })
 
   clearInterval(sampler)
@@ -303,7 +321,7 @@ async function main () {
 }
 
 function printTable (rows: Record<string, unknown>[], memory: Record<string, unknown>, machine: Record<string, unknown>) {
-  const cols = ['test', 'ours', 'baseline', 'ratio', 'target', 'p99', 'non2xx', 'baselineName']
+  const cols = ['test', 'ours', 'baseline', 'ratio', 'target', 'cpuRatio', 'p99', 'non2xx', 'baselineName']
   const cell = (v: unknown) => (v === null || v === undefined ? '' : String(v))
   const width = cols.map(c => Math.max(c.length, ...rows.map(r => cell(r[c]).length)))
   const line = (values: string[]) => values.map((v, i) => v.padEnd(width[i]!)).join(' | ')
