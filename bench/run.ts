@@ -197,7 +197,8 @@ async function main () {
     PRUNE_INTERVAL_SECONDS: '0',
   })
   await waitFor(`${api}/ready`).catch((err: unknown) => { console.error(service.output()); throw err instanceof Error ? err : new Error(String(err)) })
-  await sleep(1000)
+  // idle: two seconds after it is ready, before any request but the readiness check
+  await sleep(2000)
   const rssIdle = rssMb(service.child.pid!)
   let rssPeak = rssIdle
   const sampler = setInterval(() => {
