@@ -236,8 +236,8 @@ async function main () {
   }))
   const sql = postgres(dbUrl, { max: 4, onnotice: () => {} })
   step('seed tokens')
-  // enough for every warm-up and round of each side at ~3,000 rotations a second
-  const perRun = (WARMUP + ROUNDS * DURATION) * 3000
+  // enough for every warm-up and round of each side at up to 4,000 rotations a second
+  const perRun = (WARMUP + ROUNDS * DURATION) * 4000
   const ourTokens = await seedRefreshTokens(sql, users[0]!.user.id, perRun)
   const floorTokens = await seedRefreshTokens(sql, users[1]!.user.id, perRun)
   // fresh planner statistics, and no autovacuum of the seeded tables starting during a measurement
