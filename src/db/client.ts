@@ -117,6 +117,9 @@ async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle>
   }
 }
 
+/** A time selected as `extract(epoch from ...)::float8 * 1000`, the same from either driver, as a Date. */
+export const fromEpochMs = (ms: number | null) => (ms === null ? null : new Date(Number(ms)))
+
 export type PreparedQuery<T> = (params: unknown[]) => Promise<T[]>
 
 /**

@@ -1,5 +1,5 @@
 import { eq, sql } from 'drizzle-orm'
-import { preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
+import { fromEpochMs as date, preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
 import { refreshTokens, sessions, type Role } from '../db/schema.js'
 
 export type NewRefreshToken = typeof refreshTokens.$inferInsert
@@ -8,7 +8,6 @@ export type NewRefreshToken = typeof refreshTokens.$inferInsert
 function rowsOf<T> (result: unknown): T[] {
   return Array.isArray(result) ? result as T[] : (result as { rows: T[] }).rows
 }
-const date = (ms: number | null) => (ms === null ? null : new Date(Number(ms)))
 
 interface LockedRow {
   token_id: string,

@@ -1,5 +1,5 @@
 import { and, desc, eq, exists, gt, isNull, ne, sql } from 'drizzle-orm'
-import { preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
+import { fromEpochMs as date, preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
 import { refreshTokens, sessions, type Role } from '../db/schema.js'
 
 export type NewSession = typeof sessions.$inferInsert
@@ -35,7 +35,6 @@ interface SessionWithUserRow {
   email_verified_ms: number | null
   created_ms: number
 }
-const date = (ms: number | null) => (ms === null ? null : new Date(Number(ms)))
 
 // Times as epoch milliseconds, the same from either driver.
 const SESSION_WITH_USER = `
