@@ -9,7 +9,7 @@ const ADMIN = process.env.TEST_DATABASE_URL
 t.test('SIGKILL during a burst of registrations and refreshes leaves no half-written rows', {
   skip: ADMIN ? false : 'needs TEST_DATABASE_URL (the database must outlive the killed process)',
 }, async t => {
-  const env = { DATABASE_URL: await createServerDatabase(ADMIN!), JWT_PRIVATE_KEY: generateSigningKey().privatePem, RATE_LIMIT_REGISTER_IP: '10000', RATE_LIMIT_REFRESH_IP: '10000' }
+  const env = { DATABASE_URL: await createServerDatabase(ADMIN!), JWT_PRIVATE_KEY: generateSigningKey().privatePem, RATE_LIMIT_REGISTER_IP: '10000', RATE_LIMIT_REFRESH_IP: '10000', RATE_LIMIT_LOGIN_IP: '10000' }
   const server = await liveServer(t, env)
   const post = (path: string, body: object) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
     .then(async r => ({ status: r.status, body: await r.json() as TokenBody }), () => ({ status: 0, body: null }))
@@ -53,7 +53,7 @@ t.test('SIGKILL during a burst of registrations and refreshes leaves no half-wri
   const confirmed = accounts.filter((_, i) => answered[i]!.status === 201)
   for (const a of confirmed) {
     const res = await fetch(`${restarted.url}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: a.email, password: a.password }) })
-    t.equal(res.status, 200, 'an acknowledged registration survived')
+    t.equal(res.status, 200, `an acknowledged registration survived (${res.status})`)
   }
   const [{ n }] = await db<[{ n: number }]>`select count(*)::int as n from users`
   t.ok(confirmed.length >= 1 && confirmed.length < accounts.length, `killed mid-burst: ${confirmed.length} of ${accounts.length} acknowledged`)
