@@ -14,7 +14,7 @@ const quick = process.argv.includes('--quick')
 // Each comparison warms both sides up, then alternates measured rounds: a slow moment of this shared
 // machine then falls on both, and the medians are compared. One second of warm-up was not enough: the
 // service, with far more code to optimise than a floor, kept speeding up for several seconds.
-const WARMUP = quick ? 2 : 5
+const WARMUP = quick ? 1.5 : 5
 const DURATION = quick ? 3 : 4
 const ROUNDS = quick ? 1 : 5
 const CONNECTIONS = 16
@@ -216,10 +216,10 @@ async function main () {
   // Idle, before any request but the readiness check. Right after start V8 still holds the young
   // generation that compiling the schemas grew (up to 32 MB); its memory reducer returns it after some
   // seconds without allocation. The full run waits for that (up to 30 s), the quick one does not.
-  await sleep(2000)
+  await sleep(quick ? 1000 : 2000)
   const rssAfterStart = rssMb(service.child.pid!)
   step('idle')
-  const idle = quick ? { mb: rssAfterStart, seconds: 2 } : await settledRss(service.child.pid!, 30_000)
+  const idle = quick ? { mb: rssAfterStart, seconds: 1 } : await settledRss(service.child.pid!, 30_000)
   let rssPeak = idle.mb
   const sampler = setInterval(() => {
     const now = rssMb(service.child.pid!)
@@ -331,6 +331,7 @@ async function main () {
 
   const memory = { rssAfterStartMb: rssAfterStart, rssIdleMb: idle.mb, rssIdleAfterSeconds: idle.seconds, rssLoadMb: rssLoad, rssPeakByPhaseMb: rssPhases, targets: { idle: '< 120', load: '< 250' }, npmStartFreshMs: startTimes[0], npmStartExistingMs: startTimes[1], npmStartRssMb: npmStartRss.at(-1) }
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version }
+  step('done')
   printTable(rows, memory, machine)
   console.log(`mail: ${JSON.stringify(mail)}`)
   mkdirSync(new URL('results/', import.meta.url), { recursive: true })
