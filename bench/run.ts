@@ -121,15 +121,19 @@ function median (rounds: Load[]): Load & { rounds: number[], cpuRounds: number[]
 type Side = { url: string, request: autocannon.Request, options?: Partial<autocannon.Options>, pid?: number }
 /** Ours against its baseline: both warmed up, then ROUNDS alternating measured loads each. */
 async function compare (ours: Side, baseline: Side, warmup = WARMUP, duration = DURATION) {
-  await load(ours.url, ours.request, ours.options, warmup)
-  await load(baseline.url, baseline.request, baseline.options, warmup)
-  const a: Load[] = []
-  const b: Load[] = []
+  const [oursResult, baselineResult] = await compareMany(ours, [baseline], warmup, duration)
+  return { ours: oursResult!, baseline: baselineResult! }
+}
+
+/** Ours and several baselines in the same rounds (ours, then each baseline), so drift hits every side alike. */
+async function compareMany (ours: Side, baselines: Side[], warmup = WARMUP, duration = DURATION) {
+  const sides = [ours, ...baselines]
+  for (const side of sides) await load(side.url, side.request, side.options, warmup)
+  const results: Load[][] = sides.map(() => [])
   for (let round = 0; round < ROUNDS; round++) {
-    a.push(await load(ours.url, ours.request, ours.options, duration, ours.pid))
-    b.push(await load(baseline.url, baseline.request, baseline.options, duration, baseline.pid))
+    for (const [i, side] of sides.entries()) results[i]!.push(await load(side.url, side.request, side.options, duration, side.pid))
   }
-  return { ours: median(a), baseline: median(b) }
+  return results.map(median)
 }
 
 async function argon2Ceiling (mode: 'verify' | 'hash') {
@@ -252,9 +256,21 @@ async function main () {
   const floorMePort = nextPort++
   const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, JWT_PUBLIC_KEY: key.publicPem })
   await floorReady(floorMe)
-  const { ours: me, baseline: meFloor } = await compare({ url: api, request: meRequest, pid: service.child.pid! }, { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! })
+  // The full run also loads, in the same rounds, the floor plus the per-request features the service has
+  // and the bare floor has not (logger with the same redaction, per-IP rate limit, CORS, security headers).
+  const floorPlusPort = nextPort++
+  const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me-plus.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, JWT_PUBLIC_KEY: key.publicPem })
+  if (floorPlus) await floorReady(floorPlus)
+  const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meRequest, pid: service.child.pid! }, [
+    { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! },
+    ...(floorPlus ? [{ url: `http://127.0.0.1:${floorPlusPort}`, request: meRequest, pid: floorPlus.child.pid! }] : []),
+  ]) as [ReturnType<typeof median>, ReturnType<typeof median>, ReturnType<typeof median> | undefined]
   floorMe.child.kill('SIGKILL')
+  floorPlus?.child.kill('SIGKILL')
   rows.push({ test: 'GET /me', ours: me.rps, baseline: meFloor.rps, ratio: +(me.rps / meFloor.rps).toFixed(2), target: 0.85, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'bare Fastify + same verify + same query', rounds: { ours: me.rounds, baseline: meFloor.rounds }, cpuUsPerRequest: { ours: me.cpuRounds, baseline: meFloor.cpuRounds }, cpuRatio: +(meFloor.cpuUsPerRequest! / me.cpuUsPerRequest!).toFixed(2) })
+  if (meFloorPlus) {
+    rows.push({ test: 'GET /me vs floor + features', ours: me.rps, baseline: meFloorPlus.rps, ratio: +(me.rps / meFloorPlus.rps).toFixed(2), target: null, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'the floor + logger, rate limit, CORS, headers', rounds: { ours: me.rounds, baseline: meFloorPlus.rounds }, cpuUsPerRequest: { ours: me.cpuRounds, baseline: meFloorPlus.cpuRounds }, cpuRatio: +(meFloorPlus.cpuUsPerRequest! / me.cpuUsPerRequest!).toFixed(2) })
+  }
 
   step('/refresh')
   // /refresh against the bare rotation transaction, each request a distinct live token
