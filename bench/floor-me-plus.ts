@@ -9,7 +9,8 @@ import postgres from 'postgres'
 import { REDACT } from '../src/log.js'
 import { API_HEADERS } from '../src/plugins/security-headers.js'
 
-const sql = postgres(process.env.DATABASE_URL!, { max: 10, onnotice: () => {} })
+// the service's pool size, passed by the bench
+const sql = postgres(process.env.DATABASE_URL!, { max: Number(process.env.DATABASE_POOL_SIZE), onnotice: () => {} })
 const verify = createVerifier({
   key: process.env.JWT_PUBLIC_KEY!,
   algorithms: ['EdDSA'],

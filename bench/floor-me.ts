@@ -3,7 +3,8 @@ import { createVerifier } from 'fast-jwt'
 import Fastify from 'fastify'
 import postgres from 'postgres'
 
-const sql = postgres(process.env.DATABASE_URL!, { max: 10, onnotice: () => {} })
+// the service's pool size, passed by the bench
+const sql = postgres(process.env.DATABASE_URL!, { max: Number(process.env.DATABASE_POOL_SIZE), onnotice: () => {} })
 const verify = createVerifier({
   key: process.env.JWT_PUBLIC_KEY!,
   algorithms: ['EdDSA'],

@@ -4,7 +4,8 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import Fastify from 'fastify'
 import postgres from 'postgres'
 
-const sql = postgres(process.env.DATABASE_URL!, { max: 10, onnotice: () => {} })
+// the service's pool size, passed by the bench
+const sql = postgres(process.env.DATABASE_URL!, { max: Number(process.env.DATABASE_POOL_SIZE), onnotice: () => {} })
 const hash = (t: string) => createHash('sha256').update(t).digest('base64url')
 const app = Fastify()
 app.post('/refresh', async (request, reply) => {

@@ -194,6 +194,8 @@ async function main () {
   const port = nextPort++
   const api = `http://127.0.0.1:${port}`
   const high = '1000000'
+  // the service's default pool, and the floors get the same
+  const pool = String(2 * cpus().length)
   const smtp = await smtpSink()
   step('build')
   // the compiled output, as the image runs it (npm start adds tsx's loader, ~40 MB, measured separately below)
@@ -202,6 +204,7 @@ async function main () {
   const service = launch([process.execPath, '--require', './dist/threadpool.cjs', 'dist/server.js'], {
     PORT: String(port),
     DATABASE_URL: dbUrl,
+    DATABASE_POOL_SIZE: pool,
     JWT_PRIVATE_KEY: key.privatePem,
     NODE_ENV: 'production',
     SMTP_URL: smtp.url,
@@ -254,12 +257,12 @@ async function main () {
   step('/me')
   // /me against its floor
   const floorMePort = nextPort++
-  const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, JWT_PUBLIC_KEY: key.publicPem })
+  const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem })
   await floorReady(floorMe)
   // The full run also loads, in the same rounds, the floor plus the per-request features the service has
   // and the bare floor has not (logger with the same redaction, per-IP rate limit, CORS, security headers).
   const floorPlusPort = nextPort++
-  const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me-plus.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, JWT_PUBLIC_KEY: key.publicPem })
+  const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me-plus.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem })
   if (floorPlus) await floorReady(floorPlus)
   const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meRequest, pid: service.child.pid! }, [
     { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! },
@@ -275,7 +278,7 @@ async function main () {
   step('/refresh')
   // /refresh against the bare rotation transaction, each request a distinct live token
   const floorRefreshPort = nextPort++
-  const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], { PORT: String(floorRefreshPort), DATABASE_URL: dbUrl })
+  const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], { PORT: String(floorRefreshPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool })
   await floorReady(floorRefresh)
   const refreshRequest = (tokens: string[]): autocannon.Request => ({ method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(tokens) })
   const { ours: refresh, baseline: refreshFloor } = await compare(

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { Ajv } from 'ajv'
 import { Type, type Static } from 'typebox'
 
@@ -10,6 +11,7 @@ export const EnvSchema = Type.Object({
   PORT: Int(0, 65535, 3000, 'TCP port to listen on'),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface to listen on' }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'Postgres URL; embedded PGlite when unset' })),
+  DATABASE_POOL_SIZE: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Postgres connections of this process; twice the cores when unset' })),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Embedded database and development key' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
   TRUST_PROXY: Type.String({ default: 'false', description: 'false, true, a hop count, or comma-separated proxy addresses/CIDRs' }),
@@ -56,6 +58,8 @@ export interface Config {
   port: number
   host: string
   databaseUrl: string | undefined
+  /** postgres.js connections (Postgres URL only) */
+  databasePoolSize: number
   dataDir: string
   logLevel: string
   trustProxy: boolean | number | string[]
@@ -140,6 +144,10 @@ export function loadConfig (source: Record<string, string | undefined> = process
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
+    // A few connections per core: postgres.js pipelines queries on each, and Postgres runs no more
+    // statements at once than there are cores. Measured on 2 cores, /me and /refresh against
+    // 10 connections: 4 gave +8 % and +12 %.
+    databasePoolSize: e.DATABASE_POOL_SIZE ?? 2 * availableParallelism(),
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
     trustProxy: parseTrustProxy(e.TRUST_PROXY),

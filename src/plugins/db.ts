@@ -15,8 +15,8 @@ declare module 'fastify' {
 async function dbPlugin (app: FastifyInstance, opts: { handle?: DatabaseHandle | undefined }) {
   let handle = opts.handle
   if (!handle) {
-    const { databaseUrl, dataDir } = app.config
-    handle = await openDatabase({ url: databaseUrl, dataDir })
+    const { databaseUrl, databasePoolSize, dataDir } = app.config
+    handle = await openDatabase({ url: databaseUrl, dataDir, max: databasePoolSize })
     const owned = handle
     app.addHook('onClose', async () => { await owned.close() })
     await handle.migrate()
