@@ -262,7 +262,7 @@ async function main () {
   // The full run also loads, in the same rounds, the floor plus the per-request features the service has
   // and the bare floor has not (logger with the same redaction, per-IP rate limit, CORS, security headers).
   const floorPlusPort = nextPort++
-  const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me-plus.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem })
+  const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem, FLOOR_FEATURES: '1' })
   if (floorPlus) await floorReady(floorPlus)
   const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meRequest, pid: service.child.pid! }, [
     { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! },
