@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { generateSigningKey, resolveSigningKey } from '../src/auth/keys.js'
@@ -13,6 +13,7 @@ t.test('defaults', async t => {
   t.equal(c.host, '127.0.0.1')
   t.equal(c.databaseUrl, undefined)
   t.equal(c.dataDir, './data')
+  t.equal(c.databasePoolSize, 2 * availableParallelism(), 'twice the cores')
   t.same(c.jwt, { privateKeyPem: undefined, privateKeyFile: undefined, issuer: 'auth-api', audience: 'auth-api', accessTokenTtl: 900 })
   t.same(c.refresh, { ttl: 43_200, rememberTtl: 2_592_000, absoluteTtl: 2_592_000, reuseGraceSeconds: 10 })
   t.equal(c.passwordMinLength, 15)
@@ -62,6 +63,8 @@ t.test('a bad value stops the start with a message naming the variable', async t
     [{ NODE_ENV: 'staging' }, /NODE_ENV/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ RATE_LIMIT_LOGIN_IP: '0' }, /RATE_LIMIT_LOGIN_IP/],
+    [{ DATABASE_POOL_SIZE: '0' }, /DATABASE_POOL_SIZE must be >= 1/],
+    [{ DATABASE_POOL_SIZE: 'many' }, /DATABASE_POOL_SIZE/],
     [{ TRUST_PROXY: 'everyone' }, /TRUST_PROXY/],
     [{ JWT_PRIVATE_KEY: 'x', JWT_PRIVATE_KEY_FILE: '/x' }, /only one of JWT_PRIVATE_KEY and JWT_PRIVATE_KEY_FILE/],
     [{ NODE_ENV: 'production', COOKIE_SECURE: 'false' }, /COOKIE_SECURE=false .* production refuses/],

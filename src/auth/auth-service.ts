@@ -94,7 +94,7 @@ export class AuthService {
     }
   }
 
-  /** A new session with its first refresh token, inside the caller's transaction. */
+  /** A new session with its first refresh token, in one statement (inside the caller's transaction, if any). */
   private async startSession (ex: Executor, userId: string, rememberMe: boolean, meta: ClientMeta, now: Date, clearThrottleKey?: string): Promise<IssuedSession> {
     const sessionId = uuidv7()
     const absoluteExpiresAt = new Date(now.getTime() + this.deps.config.refresh.absoluteTtl * 1000)
@@ -157,10 +157,11 @@ export class AuthService {
   async refresh (token: string, meta: ClientMeta): Promise<TokenResponse> {
     if (!isWellFormedRefreshToken(token)) throw new ApiError('invalid_token', 'The refresh token is not valid')
     const now = this.now()
+    const tokenHash = hashRefreshToken(token)
     const successor = successorOf(this.deps.refreshSecret, token)
     // The usual case, a live token, is rotated by one statement; anything else is decided below.
     const fast = await rotateIfLive(this.deps.db, {
-      tokenHash: hashRefreshToken(token),
+      tokenHash,
       now,
       idleTtlMs: this.idleTtlMs(false),
       rememberTtlMs: this.idleTtlMs(true),
@@ -174,7 +175,7 @@ export class AuthService {
     }
     // Outcomes are returned, not thrown, so a reuse revocation commits before the 401 leaves.
     const outcome = await this.deps.db.transaction(async (tx): Promise<RefreshOutcome> => {
-      const row = await lockRefreshToken(tx, hashRefreshToken(token))
+      const row = await lockRefreshToken(tx, tokenHash)
       if (!row) return { ok: false, code: 'invalid_token', detail: 'The refresh token is not valid' }
       const { session, user } = row
       if (session.revokedAt) return { ok: false, code: 'session_revoked', detail: 'The session has ended; sign in again' }

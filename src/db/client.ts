@@ -120,17 +120,23 @@ async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle>
 /** A time selected as `extract(epoch from ...)::float8 * 1000`, the same from either driver, as a Date. */
 export const fromEpochMs = (ms: number | null) => (ms === null ? null : new Date(Number(ms)))
 
-export type PreparedQuery<T> = (params: unknown[]) => Promise<T[]>
-
 /**
  * A fixed statement (`$1`, `$2` ... parameters) sent straight to the driver under drizzle, prepared once
  * per connection, for the few queries on every request's path. Rows come back as the driver parses them:
  * select numbers, text and booleans (not timestamps, which the two drivers return differently).
  */
-export function preparedQuery<T> (db: Database, text: string): PreparedQuery<T> {
-  const client = (db as unknown as { $client: Sql | { query: (text: string, params: unknown[]) => Promise<{ rows: T[] }> } }).$client
-  if ('unsafe' in client) return params => client.unsafe(text, params as never[], { prepare: true }) as unknown as Promise<T[]>
-  return async params => (await client.query(text, params)).rows
+export function statement<T> (text: string): (db: Database, params: unknown[]) => Promise<T[]> {
+  const runners = new WeakMap<Database, (params: unknown[]) => Promise<T[]>>()
+  const runnerFor = (db: Database) => {
+    const client = (db as unknown as { $client: Sql | { query: (text: string, params: unknown[]) => Promise<{ rows: T[] }> } }).$client
+    if ('unsafe' in client) return (params: unknown[]) => client.unsafe(text, params as never[], { prepare: true }) as unknown as Promise<T[]>
+    return async (params: unknown[]) => (await client.query(text, params)).rows
+  }
+  return (db, params) => {
+    let run = runners.get(db)
+    if (!run) runners.set(db, run = runnerFor(db))
+    return run(params)
+  }
 }
 
 export async function ping (db: Database): Promise<void> {

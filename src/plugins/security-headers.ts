@@ -1,6 +1,6 @@
 import type { FastifyInstance, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import helmet, { type HelmetOptions } from 'helmet'
+import helmet from 'helmet'
 
 /**
  * What a JSON API response needs (OWASP REST Security Cheat Sheet): never stored by a cache (routes that
@@ -17,31 +17,30 @@ export const API_HEADERS: Readonly<Record<string, string>> = {
   'x-frame-options': 'DENY',
 }
 
-/** helmet's headers for HTML pages, computed once (the pages set their own Content-Security-Policy). */
-export function documentHeaders (options: HelmetOptions = { contentSecurityPolicy: false }): Record<string, string> {
-  const headers: Record<string, string> = {}
-  const res = {
-    setHeader: (name: string, value: unknown) => { headers[name.toLowerCase()] = String(value) },
-    removeHeader: (name: string) => { delete headers[name.toLowerCase()] },
-  }
-  helmet(options)({} as never, res as never, () => {})
-  return headers
-}
-
-/** An onRequest hook for a scope of HTML pages: helmet's document headers on top of the API's. */
-export function documentHeadersHook (): onRequestHookHandler {
-  const headers = documentHeaders()
+/** An onRequest hook that sets these headers, computed once, on every response of its scope. */
+function headersHook (headers: Readonly<Record<string, string>>): onRequestHookHandler {
   return (_request, reply, done) => {
     reply.headers(headers)
     done()
   }
 }
 
+/** helmet's headers for HTML pages (the pages set their own Content-Security-Policy). */
+export function documentHeaders (): Record<string, string> {
+  const headers: Record<string, string> = {}
+  const res = {
+    setHeader: (name: string, value: unknown) => { headers[name.toLowerCase()] = String(value) },
+    removeHeader: (name: string) => { delete headers[name.toLowerCase()] },
+  }
+  helmet({ contentSecurityPolicy: false })({} as never, res as never, () => {})
+  return headers
+}
+
+/** For a scope of HTML pages: helmet's document headers on top of the API's. */
+export const documentHeadersHook = () => headersHook(documentHeaders())
+
 async function securityHeaders (app: FastifyInstance) {
-  app.addHook('onRequest', (_request, reply, done) => {
-    reply.headers(API_HEADERS)
-    done()
-  })
+  app.addHook('onRequest', headersHook(API_HEADERS))
 }
 
 export default fp(securityHeaders, { name: 'security-headers' })

@@ -1,15 +1,14 @@
 import { eq, sql } from 'drizzle-orm'
-import { fromEpochMs as date, preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
-import { refreshTokens, sessions, type Role } from '../db/schema.js'
-
-export type NewRefreshToken = typeof refreshTokens.$inferInsert
+import { fromEpochMs as date, statement, type Database, type Executor } from '../db/client.js'
+import { refreshTokens, sessions } from '../db/schema.js'
+import { USER_EPOCH_COLUMNS, userFromEpochColumns, type UserEpochColumns } from './users.js'
 
 /** Rows of a raw query, whichever driver ran it (postgres.js gives an array, PGlite `{ rows }`). */
 function rowsOf<T> (result: unknown): T[] {
   return Array.isArray(result) ? result as T[] : (result as { rows: T[] }).rows
 }
 
-interface LockedRow {
+interface LockedRow extends UserEpochColumns {
   token_id: string,
   token_expires_ms: number,
   token_spent_ms: number | null
@@ -17,13 +16,6 @@ interface LockedRow {
   remember_me: boolean,
   absolute_expires_ms: number,
   revoked_ms: number | null
-  user_id: string,
-  email: string,
-  username: string | null,
-  name: string | null,
-  role: Role,
-  email_verified_ms: number | null,
-  user_created_ms: number
 }
 
 /**
@@ -40,9 +32,7 @@ export async function lockRefreshToken (ex: Executor, tokenHash: string) {
            s.id as session_id, s.remember_me,
            extract(epoch from s.absolute_expires_at)::float8 * 1000 as absolute_expires_ms,
            extract(epoch from s.revoked_at)::float8 * 1000 as revoked_ms,
-           u.id as user_id, u.email, u.username, u.name, u.role,
-           extract(epoch from u.email_verified_at)::float8 * 1000 as email_verified_ms,
-           extract(epoch from u.created_at)::float8 * 1000 as user_created_ms
+           ${sql.raw(USER_EPOCH_COLUMNS)}
     from refresh_tokens rt
     join sessions s on s.id = rt.session_id
     join users u on u.id = s.user_id
@@ -53,9 +43,7 @@ export async function lockRefreshToken (ex: Executor, tokenHash: string) {
   return {
     token: { id: row.token_id, expiresAt: date(row.token_expires_ms)!, spentAt: date(row.token_spent_ms) },
     session: { id: row.session_id, rememberMe: row.remember_me, absoluteExpiresAt: date(row.absolute_expires_ms)!, revokedAt: date(row.revoked_ms) },
-    user: {
-      id: row.user_id, email: row.email, username: row.username, name: row.name, role: row.role, emailVerifiedAt: date(row.email_verified_ms), createdAt: date(row.user_created_ms)!,
-    },
+    user: userFromEpochColumns(row),
   }
 }
 
@@ -91,26 +79,19 @@ export async function rotateRefreshToken (ex: Executor, r: {
     values (${r.successorId}, ${r.sessionId}, ${r.successorHash}, ${r.spentId}, ${now}::timestamptz, ${r.expiresAt.toISOString()}::timestamptz)`)
 }
 
-interface RotatedRow {
+interface RotatedRow extends UserEpochColumns {
   session_id: string
   remember_me: boolean
-  user_id: string
-  email: string
-  username: string | null
-  name: string | null
-  role: Role
-  email_verified_ms: number | null
-  user_created_ms: number
   successor_expires_ms: number | null
 }
 
 // Lock the token and its session (as lockRefreshToken does), and only when the token is live (unspent,
 // unexpired, session neither revoked nor past its absolute end) spend it, touch the session and insert
 // the successor. A concurrent refresh of the same token waits on the lock, then sees the token spent.
-const ROTATE_IF_LIVE = `
+const rotateIfLiveStatement = statement<RotatedRow>(`
   with t as (
     select rt.id as token_id, rt.expires_at, rt.spent_at, s.id as session_id, s.remember_me, s.absolute_expires_at, s.revoked_at,
-           u.id as user_id, u.email, u.username, u.name, u.role, u.email_verified_at, u.created_at as user_created_at
+           ${USER_EPOCH_COLUMNS}
     from refresh_tokens rt
     join sessions s on s.id = rt.session_id
     join users u on u.id = s.user_id
@@ -131,12 +112,9 @@ const ROTATE_IF_LIVE = `
     select $5::uuid, session_id, $6::text, token_id, $2::timestamptz, successor_expires_at from live
     returning expires_at
   )
-  select t.session_id, t.remember_me, t.user_id, t.email, t.username, t.name, t.role,
-         extract(epoch from t.email_verified_at)::float8 * 1000 as email_verified_ms,
-         extract(epoch from t.user_created_at)::float8 * 1000 as user_created_ms,
+  select t.session_id, t.remember_me, t.user_id, t.email, t.username, t.name, t.role, t.email_verified_ms, t.user_created_ms,
          extract(epoch from (select expires_at from successor))::float8 * 1000 as successor_expires_ms
-  from t`
-const rotateQueries = new WeakMap<Database, PreparedQuery<RotatedRow>>()
+  from t`)
 
 /**
  * The usual refresh in one statement (one round trip, atomic without a transaction): a live token is
@@ -147,17 +125,13 @@ const rotateQueries = new WeakMap<Database, PreparedQuery<RotatedRow>>()
 export async function rotateIfLive (db: Database, r: {
   tokenHash: string, now: Date, idleTtlMs: number, rememberTtlMs: number, successorId: string, successorHash: string, ip: string | null, userAgent: string | null
 }) {
-  let query = rotateQueries.get(db)
-  if (!query) rotateQueries.set(db, query = preparedQuery<RotatedRow>(db, ROTATE_IF_LIVE))
-  const [row] = await query([r.tokenHash, r.now.toISOString(), r.idleTtlMs, r.rememberTtlMs, r.successorId, r.successorHash, r.ip, r.userAgent])
+  const [row] = await rotateIfLiveStatement(db, [r.tokenHash, r.now.toISOString(), r.idleTtlMs, r.rememberTtlMs, r.successorId, r.successorHash, r.ip, r.userAgent])
   if (!row) return { outcome: 'missing' as const }
   if (row.successor_expires_ms === null) return { outcome: 'not_live' as const }
   return {
     outcome: 'rotated' as const,
     expiresAt: date(row.successor_expires_ms)!,
     session: { id: row.session_id, rememberMe: row.remember_me },
-    user: {
-      id: row.user_id, email: row.email, username: row.username, name: row.name, role: row.role, emailVerifiedAt: date(row.email_verified_ms), createdAt: date(row.user_created_ms)!,
-    },
+    user: userFromEpochColumns(row),
   }
 }

@@ -1,6 +1,7 @@
 import { and, desc, eq, exists, gt, isNull, ne, sql } from 'drizzle-orm'
-import { fromEpochMs as date, preparedQuery, type Database, type Executor, type PreparedQuery } from '../db/client.js'
-import { refreshTokens, sessions, type Role } from '../db/schema.js'
+import { fromEpochMs as date, statement, type Database, type Executor } from '../db/client.js'
+import { refreshTokens, sessions } from '../db/schema.js'
+import { USER_EPOCH_COLUMNS, userFromEpochColumns, type UserEpochColumns } from './users.js'
 
 export type NewSession = typeof sessions.$inferInsert
 
@@ -24,29 +25,19 @@ export async function openSession (ex: Executor, s: NewSession & { absoluteExpir
     from session`)
 }
 
-interface SessionWithUserRow {
+interface SessionWithUserRow extends UserEpochColumns {
   revoked_ms: number | null
   absolute_expires_ms: number
-  id: string
-  email: string
-  username: string | null
-  name: string | null
-  role: Role
-  email_verified_ms: number | null
-  created_ms: number
 }
 
 // Times as epoch milliseconds, the same from either driver.
-const SESSION_WITH_USER = `
+const sessionWithUser = statement<SessionWithUserRow>(`
   select extract(epoch from s.revoked_at)::float8 * 1000 as revoked_ms,
          extract(epoch from s.absolute_expires_at)::float8 * 1000 as absolute_expires_ms,
-         u.id, u.email, u.username, u.name, u.role,
-         extract(epoch from u.email_verified_at)::float8 * 1000 as email_verified_ms,
-         extract(epoch from u.created_at)::float8 * 1000 as created_ms
+         ${USER_EPOCH_COLUMNS}
   from sessions s join users u on u.id = s.user_id
   where s.id = $1 and s.user_id = $2
-  limit 1`
-const queries = new WeakMap<Database, PreparedQuery<SessionWithUserRow>>()
+  limit 1`)
 
 /**
  * One indexed lookup by primary key: the session's state and its user's public fields. It runs on every
@@ -54,15 +45,9 @@ const queries = new WeakMap<Database, PreparedQuery<SessionWithUserRow>>()
  * and its row mapping were ~10 % of the time of a /me in the profile.
  */
 export async function findSessionWithUser (db: Database, sessionId: string, userId: string) {
-  let query = queries.get(db)
-  if (!query) queries.set(db, query = preparedQuery<SessionWithUserRow>(db, SESSION_WITH_USER))
-  const [row] = await query([sessionId, userId])
+  const [row] = await sessionWithUser(db, [sessionId, userId])
   if (!row) return undefined
-  return {
-    revokedAt: date(row.revoked_ms),
-    absoluteExpiresAt: date(row.absolute_expires_ms)!,
-    user: { id: row.id, email: row.email, username: row.username, name: row.name, role: row.role, emailVerifiedAt: date(row.email_verified_ms), createdAt: date(row.created_ms)! },
-  }
+  return { revokedAt: date(row.revoked_ms), absoluteExpiresAt: date(row.absolute_expires_ms)!, user: userFromEpochColumns(row) }
 }
 
 /** A session is live while not revoked, within its absolute lifetime, and holding an unspent, unexpired refresh token. */

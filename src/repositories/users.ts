@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, like, sql, type SQL } from 'drizzle-orm'
-import type { Executor } from '../db/client.js'
+import { fromEpochMs, type Executor } from '../db/client.js'
 import { refreshTokens, sessions, users, type Role, type User } from '../db/schema.js'
 
 export type NewUser = typeof users.$inferInsert
@@ -65,3 +65,22 @@ export async function setRoleByEmail (ex: Executor, email: string, role: Role, n
   const [user] = await ex.update(users).set({ role, updatedAt: now }).where(eq(users.email, email)).returning()
   return user
 }
+
+/** A user's columns as the raw queries select them: `u.id as user_id, u.email, u.username, u.name, u.role`, times as epoch ms. */
+export interface UserEpochColumns {
+  user_id: string
+  email: string
+  username: string | null
+  name: string | null
+  role: Role
+  email_verified_ms: number | null
+  user_created_ms: number
+}
+
+export const USER_EPOCH_COLUMNS = `u.id as user_id, u.email, u.username, u.name, u.role,
+  extract(epoch from u.email_verified_at)::float8 * 1000 as email_verified_ms,
+  extract(epoch from u.created_at)::float8 * 1000 as user_created_ms`
+
+export const userFromEpochColumns = (row: UserEpochColumns) => ({
+  id: row.user_id, email: row.email, username: row.username, name: row.name, role: row.role, emailVerifiedAt: fromEpochMs(row.email_verified_ms), createdAt: fromEpochMs(row.user_created_ms)!,
+})
