@@ -3,8 +3,8 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Clock } from './auth/auth-service.js'
-import { resolveSigningKey, type SigningKey } from './auth/keys.js'
+import { resolveRefreshSecrets, resolveSigningKey, type RefreshSecrets, type SigningKey } from './auth/keys.js'
+import type { Clock } from './clock.js'
 import { assertServable, type Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
 import { REDACT, serializeError, serializeRequest } from './log.js'
@@ -19,6 +19,7 @@ import prunePlugin from './plugins/prune.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
 import securityHeaders from './plugins/security-headers.js'
+import servicesPlugin from './plugins/services.js'
 import accountRoutes from './routes/account.js'
 import adminRoutes from './routes/admin.js'
 import authRoutes from './routes/auth.js'
@@ -30,7 +31,6 @@ import wellKnownRoutes from './routes/well-known.js'
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
-    /** Milliseconds since the epoch; injected so tests can move time. */
     clock: Clock
   }
 }
@@ -40,6 +40,7 @@ export interface BuildOptions {
   /** An open, migrated database; otherwise one is opened from the config and closed with the app. */
   database?: DatabaseHandle
   signingKey?: SigningKey
+  refreshSecrets?: RefreshSecrets
   clock?: Clock
   /** Where log lines go (tests capture them); stdout otherwise. */
   logStream?: NodeJS.WritableStream
@@ -59,12 +60,16 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   const { config } = options
   // Settings and keys are checked before anything connects: a missing key stops the start at once.
   const key = options.signingKey ? { key: options.signingKey } : resolveSigningKey(config)
+  const refresh = options.refreshSecrets ? { secrets: options.refreshSecrets } : resolveRefreshSecrets(config)
   assertServable(config)
   const logger: FastifyServerOptions['logger'] = {
     level: config.logLevel,
     redact: { paths: REDACT, censor: '[redacted]' },
     serializers: { err: serializeError as never, req: serializeRequest as never },
-    ...(options.logStream ? { stream: options.logStream } : {}),
+    ...(options.logStream
+      ? { stream: options.logStream }
+      // a person reading a terminal gets readable lines; everything else (files, collectors) JSON
+      : config.env === 'development' && process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
   }
   const app = Fastify({
     logger,
@@ -110,10 +115,13 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(metricsPlugin)
   await app.register(dbPlugin, { handle: options.database })
   await app.register(mailPlugin, { signingKey: key.key })
-  await app.register(authPlugin, { signingKey: key.key })
   await app.register(prunePlugin)
+  await app.register(servicesPlugin, { signingKey: key.key, refreshSecrets: refresh.secrets })
+  await app.register(authPlugin)
   if (key.generatedPath) app.log.warn({ path: key.generatedPath, kid: key.key.kid }, 'generated a development signing key (set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE in production)')
   else if (key.path) app.log.info({ path: key.path, kid: key.key.kid }, 'using the development signing key from the data folder')
+  if (refresh.generatedPath) app.log.warn({ path: refresh.generatedPath }, 'generated a development refresh token secret (set REFRESH_TOKEN_SECRET in production)')
+  else if (refresh.path) app.log.info({ path: refresh.path }, 'using the development refresh token secret from the data folder')
 
   await app.register(healthRoutes)
   await app.register(wellKnownRoutes)

@@ -24,6 +24,8 @@ export const EnvSchema = Type.Object({
   REFRESH_TOKEN_REMEMBER_TTL: Int(60, 31_536_000, 2_592_000, 'Idle lifetime with rememberMe, seconds'),
   SESSION_ABSOLUTE_TTL: Int(60, 31_536_000, 2_592_000, 'Session lifetime from sign-in, seconds'),
   REFRESH_REUSE_GRACE_SECONDS: Int(0, 300, 10, 'Window in which a spent refresh token returns its successor'),
+  REFRESH_TOKEN_SECRET: Type.Optional(Type.String({ minLength: 1, description: 'Base64 of at least 32 random bytes: the MAC key of refresh tokens (required in production; generated into DATA_DIR otherwise)' })),
+  REFRESH_TOKEN_PREVIOUS_SECRETS: Type.Optional(Type.String({ description: 'Comma-separated retired REFRESH_TOKEN_SECRET values, still accepted, never used to issue' })),
   PASSWORD_MIN_LENGTH: Int(8, 128, 15, 'Minimum password length in code points'),
   RATE_LIMIT_LOGIN_IP: Int(1, 1_000_000, 20, 'POST /login per client IP per minute'),
   RATE_LIMIT_REGISTER_IP: Int(1, 1_000_000, 20, 'POST /register per client IP per hour'),
@@ -64,7 +66,15 @@ export interface Config {
   logLevel: string
   trustProxy: boolean | number | string[]
   jwt: { privateKeyPem: string | undefined, privateKeyFile: string | undefined, issuer: string, audience: string, accessTokenTtl: number }
-  refresh: { ttl: number, rememberTtl: number, absoluteTtl: number, reuseGraceSeconds: number }
+  refresh: {
+    ttl: number
+    rememberTtl: number
+    absoluteTtl: number
+    reuseGraceSeconds: number
+    /** REFRESH_TOKEN_SECRET decoded; undefined: development generates one into the data folder */
+    secret: Buffer | undefined
+    previousSecrets: Buffer[]
+  }
   passwordMinLength: number
   rateLimit: { loginIp: number, registerIp: number, refreshIp: number, ip: number, loginAccount: number, forgot: number, forgotIp: number }
   cookieSecure: boolean
@@ -107,6 +117,18 @@ function parseTrustProxy (value: string): Config['trustProxy'] {
   return list
 }
 
+const MIN_SECRET_BYTES = 32
+
+/** A secret given as base64 (or base64url) of at least 32 bytes. */
+function decodeSecret (value: string, name: string): Buffer {
+  const text = value.trim()
+  const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(text) ? Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64') : Buffer.alloc(0)
+  if (bytes.length < MIN_SECRET_BYTES) {
+    throw new ConfigError(`${name} must be base64 of at least ${MIN_SECRET_BYTES} random bytes (e.g. openssl rand -base64 32)`)
+  }
+  return bytes
+}
+
 function splitPems (value: string): string[] {
   const pems = value.match(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g) ?? []
   if (value.trim() && pems.length === 0) throw new ConfigError('JWT_PREVIOUS_PUBLIC_KEYS must hold PEM public keys (-----BEGIN PUBLIC KEY-----)')
@@ -145,8 +167,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
     // A few connections per core: postgres.js pipelines queries on each, and Postgres runs no more
-    // statements at once than there are cores. Measured on 2 cores, /me and /refresh against
-    // 10 connections: 4 gave +8 % and +12 %.
+    // statements at once than there are cores (README, benchmarks).
     databasePoolSize: e.DATABASE_POOL_SIZE ?? 2 * availableParallelism(),
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
@@ -164,6 +185,9 @@ export function loadConfig (source: Record<string, string | undefined> = process
       rememberTtl: e.REFRESH_TOKEN_REMEMBER_TTL,
       absoluteTtl: e.SESSION_ABSOLUTE_TTL,
       reuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
+      secret: e.REFRESH_TOKEN_SECRET === undefined ? undefined : decodeSecret(e.REFRESH_TOKEN_SECRET, 'REFRESH_TOKEN_SECRET'),
+      previousSecrets: (e.REFRESH_TOKEN_PREVIOUS_SECRETS ?? '').split(',').map(s => s.trim()).filter(Boolean)
+        .map((s, i) => decodeSecret(s, `REFRESH_TOKEN_PREVIOUS_SECRETS (secret ${i + 1})`)),
     },
     passwordMinLength: e.PASSWORD_MIN_LENGTH,
     rateLimit: {

@@ -1,9 +1,9 @@
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { generateSigningKey, resolveSigningKey } from '../src/auth/keys.js'
+import { generateSigningKey, resolveRefreshSecrets, resolveSigningKey } from '../src/auth/keys.js'
 import { assertServable, ConfigError, loadConfig } from '../src/config.js'
 
 t.test('defaults', async t => {
@@ -15,7 +15,7 @@ t.test('defaults', async t => {
   t.equal(c.dataDir, './data')
   t.equal(c.databasePoolSize, 2 * availableParallelism(), 'twice the cores')
   t.same(c.jwt, { privateKeyPem: undefined, privateKeyFile: undefined, issuer: 'auth-api', audience: 'auth-api', accessTokenTtl: 900 })
-  t.same(c.refresh, { ttl: 43_200, rememberTtl: 2_592_000, absoluteTtl: 2_592_000, reuseGraceSeconds: 10 })
+  t.same(c.refresh, { ttl: 43_200, rememberTtl: 2_592_000, absoluteTtl: 2_592_000, reuseGraceSeconds: 10, secret: undefined, previousSecrets: [] })
   t.equal(c.passwordMinLength, 15)
   t.same(c.rateLimit, { loginIp: 20, registerIp: 20, refreshIp: 60, ip: 300, loginAccount: 10, forgot: 3, forgotIp: 20 })
   t.same(c.mail, {
@@ -101,4 +101,24 @@ t.test('signing keys', async t => {
   t.throws(() => resolveSigningKey(loadConfig({ JWT_PRIVATE_KEY: 'not a key' })), { message: /JWT_PRIVATE_KEY is not a readable PEM/ })
   t.throws(() => resolveSigningKey(loadConfig({ JWT_PRIVATE_KEY_FILE: join(dir, 'missing.pem') })), { message: /JWT_PRIVATE_KEY_FILE cannot be read: ENOENT/ })
   t.type(new ConfigError('x'), Error)
+})
+
+t.test('REFRESH_TOKEN_SECRET: required in production, generated once in development, checked for size', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-secret-'))
+  t.throws(() => resolveRefreshSecrets(loadConfig({ NODE_ENV: 'production' })), { message: /REFRESH_TOKEN_SECRET must be set in production/ })
+  const dev = loadConfig({ DATA_DIR: dir })
+  const first = resolveRefreshSecrets(dev)
+  t.equal(first.generatedPath, join(dir, 'refresh-token-secret'))
+  t.equal(first.secrets.current.length, 32)
+  t.equal(statSync(first.generatedPath!).mode & 0o777, 0o600, 'readable by the owner only')
+  const again = resolveRefreshSecrets(dev)
+  t.equal(again.generatedPath, undefined)
+  t.same(again.secrets.current, first.secrets.current, 'reused on the next start')
+
+  const secret = randomBytes(32)
+  const set = resolveRefreshSecrets(loadConfig({ NODE_ENV: 'production', REFRESH_TOKEN_SECRET: secret.toString('base64'), REFRESH_TOKEN_PREVIOUS_SECRETS: ` ${secret.toString('base64url')} ,` }))
+  t.same(set.secrets, { current: secret, previous: [secret] }, 'base64 or base64url, spaces and empty items ignored')
+  t.throws(() => loadConfig({ REFRESH_TOKEN_SECRET: randomBytes(31).toString('base64') }), { message: /REFRESH_TOKEN_SECRET must be base64 of at least 32 random bytes/ })
+  t.throws(() => loadConfig({ REFRESH_TOKEN_SECRET: 'not base64!'.repeat(8) }), { message: /REFRESH_TOKEN_SECRET must be base64/ })
+  t.throws(() => loadConfig({ REFRESH_TOKEN_PREVIOUS_SECRETS: `${secret.toString('base64')},short` }), { message: /REFRESH_TOKEN_PREVIOUS_SECRETS \(secret 2\) must be base64/ })
 })

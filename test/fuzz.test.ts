@@ -70,11 +70,10 @@ const query = fc.option(fc.oneof(
 const pathSegment = fc.oneof(fc.uuid(), printable.map(encodeURIComponent), fc.string({ maxLength: 300 }).map(encodeURIComponent), fc.constantFrom('%zz', '%00', '..', '%2F'))
 
 async function counts () {
-  const [row] = await rows<{ users: number, sessions: number, tokens: number, revoked: number, spent: number }>(sql`
+  const [row] = await rows<{ users: number, sessions: number, rotations: number, revoked: number }>(sql`
     select (select count(*)::int from users) as users, (select count(*)::int from sessions) as sessions,
-           (select count(*)::int from refresh_tokens) as tokens,
-           (select count(*)::int from sessions where revoked_at is not null) as revoked,
-           (select count(*)::int from refresh_tokens where spent_at is not null) as spent`)
+           (select coalesce(sum(refresh_counter), 0)::int from sessions) as rotations,
+           (select count(*)::int from sessions where revoked_at is not null) as revoked`)
   return row!
 }
 

@@ -32,9 +32,13 @@ export function testConfig (env: Record<string, string> = {}): Config {
     RATE_LIMIT_FORGOT: '10000',
     RATE_LIMIT_FORGOT_IP: '10000',
     PRUNE_INTERVAL_SECONDS: '0',
+    REFRESH_TOKEN_SECRET: testRefreshSecret,
     ...env,
   })
 }
+
+/** This file's refresh token secret, set as production sets it. */
+export const testRefreshSecret = randomBytes(32).toString('base64')
 
 let dataDir: string | undefined
 /** This file's data folder, removed when the file ends. */

@@ -76,15 +76,15 @@ t.test('health, readiness and the OpenAPI document', async t => {
 
 t.test('a database failure is a 503 problem; an unexpected error a 500 without internals', async t => {
   const app = await build(t)
-  const original = app.authService.login.bind(app.authService)
+  const original = app.signIn.login.bind(app.signIn)
 
-  app.authService.login = async () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }) }
+  app.signIn.login = async () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }) }
   const down = await app.inject({ method: 'POST', url: '/login', payload: { email: 'a@example.com', password: 'whatever it is' } })
   const body = assertProblem(t, down, 503, 'service_unavailable')
   t.notMatch(JSON.stringify(body), /ECONNREFUSED|5432/)
   t.ok(down.headers['retry-after'])
 
-  app.authService.login = async () => { throw new Error('secret internal detail: relation "users" does not exist') }
+  app.signIn.login = async () => { throw new Error('secret internal detail: relation "users" does not exist') }
   const boom = await app.inject({ method: 'POST', url: '/login', payload: { email: 'a@example.com', password: 'whatever it is' } })
   const problem = assertProblem(t, boom, 500, 'internal_error')
   t.notMatch(boom.body, /secret internal detail|relation|stack/)
@@ -92,7 +92,7 @@ t.test('a database failure is a 503 problem; an unexpected error a 500 without i
   const logged = app.logs.map(l => JSON.parse(l)).find(l => l.level === 50 && l.err?.message?.includes('secret internal detail'))
   t.ok(logged, 'the error is logged in full')
   t.ok(logged.reqId, 'with its request id')
-  app.authService.login = original
+  app.signIn.login = original
 })
 
 t.test('/ready is 503 when the database does not answer', async t => {

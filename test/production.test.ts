@@ -23,6 +23,8 @@ t.test('two instances on one Postgres and one Redis behave as one service', { sk
     REDIS_URL: 'redis://127.0.0.1:6379',
     REDIS_KEY_PREFIX: `test:${randomBytes(4).toString('hex')}:`,
     JWT_PRIVATE_KEY: generateSigningKey().privatePem,
+    // every instance shares the refresh token secret, as the signing key
+    REFRESH_TOKEN_SECRET: randomBytes(32).toString('base64'),
     RATE_LIMIT_LOGIN_ACCOUNT: '3',
   }
   const a = await liveServer(t, env)

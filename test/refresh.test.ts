@@ -1,11 +1,16 @@
+import { createHmac, randomBytes } from 'node:crypto'
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { assertProblem, bearer, build, fakeClock, register, rows, type TestApp, type TokenBody } from './helper.js'
+import { generateSigningKey } from '../src/auth/keys.js'
+import { assertProblem, bearer, build, fakeClock, newAccount, register, rows, type TestApp, type TokenBody } from './helper.js'
 
 const refresh = (app: TestApp, refreshToken: unknown) => app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken } })
 const me = (app: TestApp, token: string) => app.inject({ url: '/me', headers: bearer(token) })
 
-t.test('rotates: a new refresh token, the old one spent, linked to its parent', async t => {
+const sessionRow = async (userId: string) => (await rows<{ refresh_counter: number, aal: string, amr: string[], revoked_reason: string | null }>(sql`
+  select refresh_counter, aal, amr, revoked_reason from sessions where user_id = ${userId}`))
+
+t.test('rotates: a new refresh token, the old one spent, the session row counted on', async t => {
   const app = await build(t)
   const { tokens } = await register(app)
   const res = await refresh(app, tokens.refreshToken)
@@ -17,12 +22,34 @@ t.test('rotates: a new refresh token, the old one spent, linked to its parent', 
   t.same(next.user, tokens.user)
   t.equal((await me(app, next.accessToken)).statusCode, 200)
 
-  const chain = await rows<{ id: string, parent_id: string | null, spent: boolean }>(sql`
-    select rt.id, rt.parent_id, rt.spent_at is not null as spent from refresh_tokens rt
-    join sessions s on s.id = rt.session_id where s.user_id = ${tokens.user.id} order by rt.created_at, rt.id`)
-  t.equal(chain.length, 2)
-  t.same(chain.map(r => r.spent), [true, false])
-  t.equal(chain[1]!.parent_id, chain[0]!.id)
+  t.same(await sessionRow(tokens.user.id), [{ refresh_counter: 1, aal: 'aal1', amr: ['pwd'], revoked_reason: null }], 'one row, counter 1, what the sign-in proved kept')
+  const claims = JSON.parse(Buffer.from(next.accessToken.split('.')[1]!, 'base64url').toString())
+  t.same([claims.aal, claims.amr], ['aal1', ['pwd']], 'the refreshed access token carries aal and amr')
+})
+
+t.test('storage stays flat: 2,000 rotations of one session leave one row and no growth', async t => {
+  const app = await build(t, { env: { RATE_LIMIT_REFRESH_IP: '5000' } })
+  const { tokens } = await register(app)
+  const size = async () => (await rows<{ tables: number, sessions: number, bytes: number }>(sql`
+    select (select count(*)::int from information_schema.tables where table_schema = 'public') as tables,
+           (select count(*)::int from sessions where user_id = ${tokens.user.id}) as sessions,
+           (select sum(pg_total_relation_size(c.oid))::float8 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = 'public' and c.relkind in ('r', 'i', 't')) as bytes`))[0]!
+  let token = tokens.refreshToken
+  token = (await refresh(app, token)).json().refreshToken
+  const before = await size()
+  for (let i = 1; i < 2000; i++) {
+    const res = await refresh(app, token)
+    if (res.statusCode !== 200) t.fail(`rotation ${i}: ${res.statusCode} ${res.body}`)
+    token = res.json().refreshToken
+  }
+  const after = await size()
+  t.equal(after.sessions, 1, 'one session row')
+  t.equal(after.tables, before.tables, 'no table appeared')
+  t.same((await sessionRow(tokens.user.id)).map(r => r.refresh_counter), [2000])
+  // in-place updates of unindexed columns are HOT: the page is pruned, nothing accumulates
+  t.ok(after.bytes - before.bytes <= 64 * 1024, `relations grew by ${after.bytes - before.bytes} bytes over 1,999 rotations`)
+  t.equal((await refresh(app, token)).statusCode, 200, 'the 2,001st token works')
 })
 
 t.test('a retry within the grace window gets the same successor; 16 parallel refreshes agree', async t => {
@@ -33,9 +60,7 @@ t.test('a retry within the grace window gets the same successor; 16 parallel ref
   const successors = new Set(results.map(r => r.json().refreshToken))
   t.equal(successors.size, 1, 'one successor')
   const [successor] = [...successors] as [string]
-  const live = await rows<{ n: number }>(sql`select count(*)::int as n from refresh_tokens rt join sessions s on s.id = rt.session_id
-    where s.user_id = ${tokens.user.id} and rt.spent_at is null`)
-  t.equal(live[0]!.n, 1, 'one live token in the session')
+  t.same((await sessionRow(tokens.user.id)).map(r => r.refresh_counter), [1], 'rotated once')
   t.equal((await refresh(app, successor)).statusCode, 200, 'the successor works')
 })
 
@@ -107,8 +132,7 @@ t.test('unknown, malformed and wrong-kind tokens are 401 or 400, and nothing cha
   assertProblem(t, await refresh(app, 'x'.repeat(5000)), 400, 'validation_failed')
   assertProblem(t, await app.inject({ method: 'POST', url: '/refresh', payload: {} }), 400, 'validation_failed')
   assertProblem(t, await app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken: tokens.refreshToken, extra: true } }), 400, 'validation_failed')
-  const [spent] = await rows<{ n: number }>(sql`select count(*)::int as n from refresh_tokens rt join sessions s on s.id = rt.session_id where s.user_id = ${tokens.user.id} and rt.spent_at is not null`)
-  t.equal(spent!.n, 0, 'no token was spent by a refused request')
+  t.same((await sessionRow(tokens.user.id)).map(r => r.refresh_counter), [0], 'no token was spent by a refused request')
   t.equal((await refresh(app, tokens.refreshToken)).statusCode, 200)
 })
 
@@ -126,8 +150,64 @@ t.test('16 parallel refreshes of one token, 100 times over: no 5xx, one lineage,
     token = [...successors][0] as string
   }
   t.equal(failures, 0, `${repeat} rounds, every racer answered 200 with the one successor`)
-  const [live] = await rows<{ n: number }>(sql`select count(*)::int as n from refresh_tokens rt join sessions s on s.id = rt.session_id
-    where s.user_id = ${tokens.user.id} and rt.spent_at is null`)
-  t.equal(live!.n, 1, 'one live token at the end')
+  t.same((await sessionRow(tokens.user.id)).map(r => r.refresh_counter), [repeat], 'one rotation per round')
   t.equal((await refresh(app, token)).statusCode, 200, 'the session is still usable')
+})
+
+t.test('any older token ends the session for its whole life, however long ago it was spent', async t => {
+  const clock = fakeClock()
+  const app = await build(t, { clock })
+  const { tokens } = await register(app, newAccount({ rememberMe: true }))
+  let token = tokens.refreshToken
+  for (let i = 0; i < 5; i++) {
+    clock.advance(5 * 86_400_000)
+    token = (await refresh(app, token)).json().refreshToken
+  }
+  // 25 days later the first token is long past any expiry it ever had, and still known as spent
+  assertProblem(t, await refresh(app, tokens.refreshToken), 401, 'refresh_token_reused')
+  t.same((await sessionRow(tokens.user.id)).map(r => r.revoked_reason), ['refresh_token_reused'])
+  assertProblem(t, await refresh(app, token), 401, 'session_revoked')
+})
+
+t.test('a forged or altered token is refused and changes nothing', async t => {
+  const app = await build(t)
+  const { tokens } = await register(app)
+  const raw = Buffer.from(tokens.refreshToken, 'base64url')
+  const sessionId = raw.subarray(1, 17)
+  // the same session and a later counter, under another key: what a copy of the database would allow
+  const body = Buffer.concat([Buffer.from([1]), sessionId, Buffer.from([0, 0, 0, 1])])
+  const forged = Buffer.concat([body, createHmac('sha256', randomBytes(32)).update(body).digest()]).toString('base64url')
+  const flipped = Buffer.from(raw)
+  flipped[20] = flipped[20]! ^ 1
+  for (const bad of [forged, flipped.toString('base64url'), `${tokens.refreshToken.slice(0, -1)}${tokens.refreshToken.endsWith('A') ? 'B' : 'A'}`]) {
+    assertProblem(t, await refresh(app, bad), 401, 'invalid_token')
+  }
+  t.same((await sessionRow(tokens.user.id)).map(r => [r.refresh_counter, r.revoked_reason]), [[0, null]], 'the session is untouched')
+  t.equal((await refresh(app, tokens.refreshToken)).statusCode, 200)
+})
+
+t.test('REFRESH_TOKEN_PREVIOUS_SECRETS: tokens of a retired secret still rotate, onto the new one', async t => {
+  const oldSecret = randomBytes(32).toString('base64')
+  const newSecret = randomBytes(32).toString('base64')
+  const before = await build(t, { env: { REFRESH_TOKEN_SECRET: oldSecret } })
+  const { tokens } = await register(before)
+  const rotated = await build(t, { env: { REFRESH_TOKEN_SECRET: newSecret, REFRESH_TOKEN_PREVIOUS_SECRETS: `${randomBytes(32).toString('base64')},${oldSecret}` } })
+  const res = await refresh(rotated, tokens.refreshToken)
+  t.equal(res.statusCode, 200, 'accepted under the previous secret')
+  const next = res.json() as TokenBody
+  const without = await build(t, { env: { REFRESH_TOKEN_SECRET: newSecret } })
+  t.equal((await refresh(without, next.refreshToken)).statusCode, 200, 'the successor is made with the new secret')
+  const stale = await refresh(without, tokens.refreshToken)
+  assertProblem(t, stale, 401, 'invalid_token')
+})
+
+t.test('rotating the signing key signs nobody out: refresh tokens do not depend on it', async t => {
+  const oldKey = generateSigningKey()
+  const before = await build(t, { signingKey: oldKey })
+  const { tokens } = await register(before)
+  const after = await build(t, { signingKey: generateSigningKey(), env: { JWT_PREVIOUS_PUBLIC_KEYS: oldKey.publicPem } })
+  const res = await refresh(after, tokens.refreshToken)
+  t.equal(res.statusCode, 200)
+  t.equal((await me(after, res.json().accessToken)).statusCode, 200, 'signed by the new key')
+  t.equal((await me(after, tokens.accessToken)).statusCode, 200, 'the old access token still verifies until it expires')
 })

@@ -9,7 +9,7 @@ const refresh = (app: TestApp, refreshToken: string, headers: Record<string, str
   app.inject({ method: 'POST', url: '/refresh', headers, payload: { refreshToken } })
 const me = (app: TestApp, token: string) => app.inject({ url: '/me', headers: bearer(token) })
 
-interface SessionBody { id: string, current: boolean, createdAt: string, lastUsedAt: string, expiresAt: string, rememberMe: boolean, userAgent: string | null, ip: string | null }
+interface SessionBody { id: string, current: boolean, createdAt: string, lastUsedAt: string, expiresAt: string, rememberMe: boolean, aal: string, userAgent: string | null, ip: string | null }
 const sessionsOf = (res: { json: () => unknown }) => (res.json() as { sessions: SessionBody[] }).sessions
 const sidOf = (accessToken: string) => JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()).sid as string
 
@@ -35,9 +35,9 @@ t.test('GET /sessions: live sessions newest first, the caller\'s marked, with us
   t.equal(res.headers['cache-control'], 'no-store')
   const sessions = sessionsOf(res)
   t.same(sessions.map(s => s.id), [sidOf(laptop.accessToken), sidOf(phone.accessToken)], 'newest first, only this user\'s')
-  t.same(Object.keys(sessions[0]!).sort(), ['createdAt', 'current', 'expiresAt', 'id', 'ip', 'lastUsedAt', 'rememberMe', 'userAgent'])
-  t.match(sessions[0], { current: true, rememberMe: true, userAgent: 'Laptop/2.0', ip: '198.51.100.9' })
-  t.match(sessions[1], { current: false, rememberMe: false, userAgent: 'PhoneApp/1.0', ip: '203.0.113.7' })
+  t.same(Object.keys(sessions[0]!).sort(), ['aal', 'createdAt', 'current', 'expiresAt', 'id', 'ip', 'lastUsedAt', 'rememberMe', 'userAgent'])
+  t.match(sessions[0], { current: true, rememberMe: true, aal: 'aal1', userAgent: 'Laptop/2.0', ip: '198.51.100.9' })
+  t.match(sessions[1], { current: false, rememberMe: false, aal: 'aal1', userAgent: 'PhoneApp/1.0', ip: '203.0.113.7' })
   t.equal(sessions[0]!.createdAt, new Date(clock.now()).toISOString())
   t.equal(sessions[0]!.expiresAt, new Date(clock.now() + laptop.refreshExpiresIn * 1000).toISOString(), 'when the refresh token runs out')
   for (const secret of [laptop.refreshToken, phone.refreshToken, laptop.accessToken]) t.notOk(res.body.includes(secret), 'no token in the list')

@@ -1,34 +1,24 @@
+import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/client.js'
-import type { Role } from '../db/schema.js'
 import { ApiError } from '../errors.js'
-import { listLiveSessions, revokeLiveSession, revokeUserSessions } from '../repositories/sessions.js'
 import { deleteUser, findUserById, listUsers, updateUser } from '../repositories/users.js'
-import { conflictFrom, toProfile, type Clock, type Profile } from './auth-service.js'
-import type { LoginThrottle } from './login-throttle.js'
+import type { AdminUserView } from '../schemas/admin.js'
+import type { SessionView } from '../schemas/account.js'
+import { toProfile, type Profile } from '../schemas/common.js'
+import type { AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, codePoints, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
+import type { SessionService } from './sessions.js'
+import { conflictFrom } from './sign-in.js'
 import { throttled } from './throttle.js'
 
 export interface AccountServiceDeps {
   db: Database
   config: Config
   clock: Clock
-  throttle: LoginThrottle
-}
-
-export interface SessionView {
-  id: string
-  current: boolean
-  createdAt: string
-  lastUsedAt: string
-  expiresAt: string
-  rememberMe: boolean
-  userAgent: string | null
-  ip: string | null
-}
-
-export interface AdminUserView {
-  id: string, email: string, username: string | null, name: string | null, role: Role, emailVerified: boolean, createdAt: string
+  sessions: SessionService
+  /** The per-account sign-in count: a wrong current password counts toward it. */
+  throttle: AttemptThrottle
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -41,23 +31,13 @@ export class AccountService {
 
   private now () { return new Date(this.deps.clock()) }
 
-  async listSessions (userId: string, currentSessionId: string): Promise<SessionView[]> {
-    const rows = await listLiveSessions(this.deps.db, userId, this.now())
-    return rows.map(s => ({
-      id: s.id,
-      current: s.id === currentSessionId,
-      createdAt: s.createdAt.toISOString(),
-      lastUsedAt: s.lastUsedAt.toISOString(),
-      expiresAt: s.expiresAt.toISOString(),
-      rememberMe: s.rememberMe,
-      userAgent: s.userAgent,
-      ip: s.ip,
-    }))
+  listSessions (userId: string, currentSessionId: string): Promise<SessionView[]> {
+    return this.deps.sessions.list(userId, currentSessionId)
   }
 
   /** 404 for an id that is malformed, unknown, already ended or another user's: ids cannot be probed. */
   async revokeSession (userId: string, sessionId: string): Promise<void> {
-    const revoked = isUuid(sessionId) && await revokeLiveSession(this.deps.db, sessionId.toLowerCase(), userId, 'revoked_by_user', this.now())
+    const revoked = isUuid(sessionId) && await this.deps.sessions.revokeLive(userId, sessionId.toLowerCase(), 'revoked_by_user')
     if (!revoked) throw new ApiError('not_found', 'No session of yours has this id')
   }
 
@@ -106,14 +86,14 @@ export class AccountService {
     const now = this.now()
     return this.deps.db.transaction(async tx => {
       await updateUser(tx, userId, { passwordHash, updatedAt: now })
-      return revokeUserSessions(tx, userId, 'password_changed', now, sessionId)
+      return this.deps.sessions.endAll(userId, 'password_changed', { exceptId: sessionId, ex: tx })
     })
   }
 
-  /** The user, their sessions and refresh tokens, in one transaction. */
+  /** The user and their sessions (ON DELETE CASCADE), in one statement. */
   async deleteAccount (userId: string, currentPassword: string): Promise<void> {
     await this.checkCurrentPassword(userId, currentPassword)
-    await this.deps.db.transaction(tx => deleteUser(tx, userId))
+    await deleteUser(this.deps.db, userId)
   }
 
   async listUsers (options: { limit: number, cursor?: string | undefined, email?: string | undefined }) {
@@ -130,6 +110,6 @@ export class AccountService {
     const id = userId.toLowerCase()
     const user = await findUserById(this.deps.db, id)
     if (!user) throw new ApiError('not_found', 'No user has this id')
-    return revokeUserSessions(this.deps.db, id, 'revoked_by_admin', this.now())
+    return this.deps.sessions.endAll(id, 'revoked_by_admin')
   }
 }

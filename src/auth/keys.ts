@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConfigError, type Config } from '../config.js'
@@ -11,8 +11,6 @@ export interface SigningKey {
   /** RFC 7638 thumbprint of the public key: every instance holding the key agrees on it. */
   kid: string
   jwk: PublicJwk
-  /** Secret for deriving refresh-token successors, derived from the private key (HKDF). */
-  refreshSecret: Buffer
   /** Secret for deriving the one-time tokens sent by email from their row ids (HKDF, another label). */
   mailSecret: Buffer
 }
@@ -57,7 +55,6 @@ export function signingKeyFromPem (pem: string, source: string): SigningKey {
     publicPem: pub.export({ format: 'pem', type: 'spki' }).toString(),
     kid,
     jwk: { kty: 'OKP', crv: 'Ed25519', x, kid, alg: 'EdDSA', use: 'sig' },
-    refreshSecret: Buffer.from(hkdfSync('sha256', der, Buffer.alloc(0), 'refresh-token-successor', 32)),
     mailSecret: Buffer.from(hkdfSync('sha256', der, Buffer.alloc(0), 'email-token', 32)),
   }
 }
@@ -91,4 +88,33 @@ export function resolveSigningKey (config: Config): { key: SigningKey, generated
   mkdirSync(config.dataDir, { recursive: true })
   writeFileSync(path, key.privatePem, { mode: 0o600, flag: 'wx' })
   return { key, generatedPath: path, path }
+}
+
+export interface RefreshSecrets {
+  /** Issues and checks refresh tokens. */
+  current: Buffer
+  /** Retired secrets: tokens made with them are still accepted (and rotate onto the current one). */
+  previous: Buffer[]
+}
+
+/**
+ * REFRESH_TOKEN_SECRET, apart from the signing key, so rotating that key signs nobody out. Outside
+ * production one is generated once into the data folder; `generatedPath` tells the caller to say so.
+ */
+export function resolveRefreshSecrets (config: Config): { secrets: RefreshSecrets, generatedPath?: string, path?: string } {
+  const previous = config.refresh.previousSecrets
+  if (config.refresh.secret) return { secrets: { current: config.refresh.secret, previous } }
+  if (config.env === 'production') {
+    throw new ConfigError('REFRESH_TOKEN_SECRET must be set in production (base64 of at least 32 random bytes, e.g. openssl rand -base64 32)')
+  }
+  const path = join(config.dataDir, 'refresh-token-secret')
+  if (existsSync(path)) {
+    const current = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64')
+    if (current.length < 32) throw new ConfigError(`${path} must hold base64 of at least 32 bytes; delete it to have a new one generated`)
+    return { secrets: { current, previous }, path }
+  }
+  const current = randomBytes(32)
+  mkdirSync(config.dataDir, { recursive: true })
+  writeFileSync(path, `${current.toString('base64')}\n`, { mode: 0o600, flag: 'wx' })
+  return { secrets: { current, previous }, generatedPath: path, path }
 }

@@ -122,19 +122,23 @@ export const fromEpochMs = (ms: number | null) => (ms === null ? null : new Date
 
 /**
  * A fixed statement (`$1`, `$2` ... parameters) sent straight to the driver under drizzle, prepared once
- * per connection, for the few queries on every request's path. Rows come back as the driver parses them:
- * select numbers, text and booleans (not timestamps, which the two drivers return differently).
+ * per connection: the style of the session statements, which run on every request's path (the query
+ * builder and its row mapping showed in the profile). Runs on the database or inside a transaction.
+ * Rows come back as the driver parses them: select numbers, text, booleans and arrays (not timestamps,
+ * which the two drivers return differently).
  */
-export function statement<T> (text: string): (db: Database, params: unknown[]) => Promise<T[]> {
-  const runners = new WeakMap<Database, (params: unknown[]) => Promise<T[]>>()
-  const runnerFor = (db: Database) => {
-    const client = (db as unknown as { $client: Sql | { query: (text: string, params: unknown[]) => Promise<{ rows: T[] }> } }).$client
+export function statement<T> (text: string): (ex: Executor, params: unknown[]) => Promise<T[]> {
+  type Client = Sql | { query: (text: string, params: unknown[]) => Promise<{ rows: T[] }> }
+  const runners = new WeakMap<Executor, (params: unknown[]) => Promise<T[]>>()
+  const runnerFor = (ex: Executor) => {
+    // a database and a transaction both hold their driver client in `session.client`
+    const client = (ex as unknown as { session: { client: Client } }).session.client
     if ('unsafe' in client) return (params: unknown[]) => client.unsafe(text, params as never[], { prepare: true }) as unknown as Promise<T[]>
     return async (params: unknown[]) => (await client.query(text, params)).rows
   }
-  return (db, params) => {
-    let run = runners.get(db)
-    if (!run) runners.set(db, run = runnerFor(db))
+  return (ex, params) => {
+    let run = runners.get(ex)
+    if (!run) runners.set(ex, run = runnerFor(ex))
     return run(params)
   }
 }

@@ -23,34 +23,32 @@ export const users = pgTable('users', {
   check('users_role_check', sql`${t.role} in ('user', 'admin')`),
 ])
 
+export const AALS = ['aal1', 'aal2', 'aal3'] as const
+export type Aal = typeof AALS[number]
+
+// One row per session, updated in place: the refresh state is a counter, so nothing grows with
+// rotations. A refresh token is the session id and the counter under a server MAC (auth/refresh-tokens.ts).
 export const sessions = pgTable('sessions', {
   id: uuid('id').primaryKey(),
   userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
   rememberMe: boolean('remember_me').notNull(),
   createdAt: at('created_at').notNull(),
+  // the sign-in or the latest rotation; the reuse grace window counts from it
   lastUsedAt: at('last_used_at').notNull(),
   absoluteExpiresAt: at('absolute_expires_at').notNull(),
+  // the counter of the one refresh token that may rotate next
+  refreshCounter: integer('refresh_counter').notNull().default(0),
+  refreshExpiresAt: at('refresh_expires_at').notNull(),
+  // what the sign-in proved (NIST SP 800-63B assurance level; RFC 8176 method references)
+  aal: text('aal', { enum: AALS }).notNull(),
+  amr: text('amr').array().notNull(),
   revokedAt: at('revoked_at'),
   revokedReason: text('revoked_reason'),
   userAgent: text('user_agent'),
   ip: text('ip'),
 }, t => [
   index('sessions_user_id_idx').on(t.userId),
-])
-
-export const refreshTokens = pgTable('refresh_tokens', {
-  id: uuid('id').primaryKey(),
-  sessionId: uuid('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
-  // base64url SHA-256 of the token; the token itself is never stored
-  tokenHash: text('token_hash').notNull(),
-  parentId: uuid('parent_id'),
-  createdAt: at('created_at').notNull(),
-  expiresAt: at('expires_at').notNull(),
-  spentAt: at('spent_at'),
-}, t => [
-  uniqueIndex('refresh_tokens_token_hash_key').on(t.tokenHash),
-  index('refresh_tokens_parent_id_idx').on(t.parentId),
-  index('refresh_tokens_session_id_idx').on(t.sessionId),
+  check('sessions_aal_check', sql`${t.aal} in ('aal1', 'aal2', 'aal3')`),
 ])
 
 // Failed-login counts per account (or per unknown identifier), shared by every instance.
@@ -105,4 +103,3 @@ export const outbox = pgTable('outbox', {
 
 export type User = typeof users.$inferSelect
 export type Session = typeof sessions.$inferSelect
-export type RefreshToken = typeof refreshTokens.$inferSelect

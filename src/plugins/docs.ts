@@ -4,6 +4,9 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { documentHeadersHook } from './security-headers.js'
 
+/** The committed document names the local development server; a served one names the server serving it. */
+export const servedDocument = (document: Record<string, unknown>) => ({ ...document, servers: [{ url: '/', description: 'This server' }] })
+
 /** The OpenAPI 3.1 document is generated from the route schemas: one source of truth. */
 async function docsPlugin (app: FastifyInstance) {
   await app.register(swagger, {
@@ -34,7 +37,13 @@ async function docsPlugin (app: FastifyInstance) {
   if (app.config.docsEnabled) {
     await app.register(async pages => {
       pages.addHook('onRequest', documentHeadersHook())
-      await pages.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true, persistAuthorization: false } })
+      await pages.register(swaggerUi, {
+        routePrefix: '/docs',
+        staticCSP: true,
+        uiConfig: { deepLinking: true, persistAuthorization: false },
+        // "Try it out" calls the server the page came from, whatever its host and port
+        transformSpecification: document => servedDocument(document),
+      })
     })
   }
 }

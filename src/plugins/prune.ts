@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { LONGEST_WINDOW_MS } from '../auth/login-throttle.js'
+import { LONGEST_WINDOW_MS } from '../auth/attempt-throttle.js'
 import { pruneExpired } from '../repositories/prune.js'
 
-/** Purges dead sessions and tokens every PRUNE_INTERVAL_SECONDS, off the request path. */
+/** Purges ended sessions and stale attempt counts every PRUNE_INTERVAL_SECONDS, off the request path. */
 async function prunePlugin (app: FastifyInstance) {
   const every = app.config.pruneIntervalSeconds
   if (every === 0) return
@@ -13,7 +13,7 @@ async function prunePlugin (app: FastifyInstance) {
     running = true
     try {
       const removed = await pruneExpired(app.db, new Date(app.clock()), LONGEST_WINDOW_MS)
-      app.log.info({ removed }, 'pruned expired sessions and tokens')
+      app.log.info({ removed }, 'pruned ended sessions and stale attempt counts')
     } catch (err) {
       app.log.warn({ err: { message: (err as Error).message } }, 'prune failed; will try again')
     } finally {

@@ -1,99 +1,142 @@
-import { and, desc, eq, exists, gt, isNull, ne, sql } from 'drizzle-orm'
-import { fromEpochMs as date, statement, type Database, type Executor } from '../db/client.js'
-import { refreshTokens, sessions } from '../db/schema.js'
+import { fromEpochMs as date, statement, type Executor } from '../db/client.js'
+import type { Aal } from '../db/schema.js'
 import { USER_EPOCH_COLUMNS, userFromEpochColumns, type UserEpochColumns } from './users.js'
 
-export type NewSession = typeof sessions.$inferInsert
+// Every session statement is fixed SQL text run through `statement()` (prepared once per connection),
+// times passed as ISO text and read back as epoch milliseconds, the same from either driver.
+
+/** The one rule: a session is live while not revoked and within both its absolute and its idle lifetime. */
+const live = (now: string) => `(s.revoked_at is null and s.absolute_expires_at > ${now} and s.refresh_expires_at > ${now})`
+/** The refresh expiry a sign-in or rotation gives: the idle lifetime, never past the absolute end. */
+const nextRefreshExpiry = (idleEnd: string, absoluteEnd: string) => `least(${idleEnd}, ${absoluteEnd})`
+const iso = (d: Date) => d.toISOString()
+
+export interface NewSession {
+  id: string
+  userId: string
+  rememberMe: boolean
+  now: Date
+  absoluteExpiresAt: Date
+  /** now + the idle lifetime (REFRESH_TOKEN_TTL or, remembered, REFRESH_TOKEN_REMEMBER_TTL) */
+  idleExpiresAt: Date
+  aal: Aal
+  amr: string[]
+  userAgent: string | null
+  ip: string | null
+  /** Also forgets this key's failed sign-ins (login_throttle), in the same statement. */
+  clearAttemptsKey: string | null
+}
+
+const insertSession = statement<{ refresh_expires_ms: number }>(`
+  with cleared as (delete from login_throttle where key = $11::text)
+  insert into sessions (id, user_id, remember_me, created_at, last_used_at, absolute_expires_at, refresh_counter, refresh_expires_at, aal, amr, user_agent, ip)
+  values ($1::uuid, $2::uuid, $3::boolean, $4::timestamptz, $4::timestamptz, $5::timestamptz, 0,
+          ${nextRefreshExpiry('$6::timestamptz', '$5::timestamptz')}, $7::text, $8::text[], $9::text, $10::text)
+  returning extract(epoch from refresh_expires_at)::float8 * 1000 as refresh_expires_ms`)
+
+/** A new session at counter 0, in one statement (inside the caller's transaction, if any). Returns its refresh expiry. */
+export async function insertLiveSession (ex: Executor, s: NewSession): Promise<Date> {
+  const [row] = await insertSession(ex, [s.id, s.userId, s.rememberMe, iso(s.now), iso(s.absoluteExpiresAt), iso(s.idleExpiresAt), s.aal, s.amr, s.userAgent, s.ip, s.clearAttemptsKey])
+  return date(row!.refresh_expires_ms)!
+}
+
+interface SessionUserRow extends UserEpochColumns {
+  refresh_counter: number
+  remember_me: boolean
+  refresh_expires_ms: number
+  aal: Aal
+  amr: string[]
+}
+const SESSION_USER_COLUMNS = `s.refresh_counter, s.remember_me, extract(epoch from s.refresh_expires_at)::float8 * 1000 as refresh_expires_ms,
+  s.aal, s.amr, ${USER_EPOCH_COLUMNS}`
+const sessionUser = (row: SessionUserRow) => ({
+  counter: row.refresh_counter, rememberMe: row.remember_me, refreshExpiresAt: date(row.refresh_expires_ms)!, aal: row.aal, amr: row.amr, user: userFromEpochColumns(row),
+})
+export type SessionWithUser = ReturnType<typeof sessionUser>
+
+const rotate = statement<SessionUserRow>(`
+  update sessions s
+  set refresh_counter = s.refresh_counter + 1, last_used_at = $3::timestamptz,
+      refresh_expires_at = ${nextRefreshExpiry('(case when s.remember_me then $5::timestamptz else $4::timestamptz end)', 's.absolute_expires_at')},
+      ip = $6::text, user_agent = $7::text
+  from users u
+  where s.id = $1::uuid and s.refresh_counter = $2::integer and u.id = s.user_id and ${live('$3::timestamptz')}
+  returning ${SESSION_USER_COLUMNS}`)
 
 /**
- * A new session and its first refresh token in one statement (one round trip, atomic without a
- * transaction). `clearThrottleKey` also forgets that key's failed sign-ins (login_throttle) in the same
- * statement, when the count is kept in this database.
+ * Moves a live session's counter from `counter` to the next, in one statement; undefined when the session
+ * is not live or its counter has moved on (a concurrent rotation waits for the row, then finds it moved).
  */
-export async function openSession (ex: Executor, s: NewSession & { absoluteExpiresAt: Date, createdAt: Date }, token: { id: string, tokenHash: string, expiresAt: Date }, clearThrottleKey?: string): Promise<void> {
-  const createdAt = s.createdAt.toISOString()
-  await ex.execute(sql`
-    with ${clearThrottleKey === undefined ? sql`` : sql`cleared as (delete from login_throttle where key = ${clearThrottleKey}),`}
-    session as (
-      insert into sessions (id, user_id, remember_me, created_at, last_used_at, absolute_expires_at, user_agent, ip)
-      values (${s.id}, ${s.userId}, ${s.rememberMe}, ${createdAt}::timestamptz, ${createdAt}::timestamptz,
-              ${s.absoluteExpiresAt.toISOString()}::timestamptz, ${s.userAgent ?? null}, ${s.ip ?? null})
-      returning id
-    )
-    insert into refresh_tokens (id, session_id, token_hash, parent_id, created_at, expires_at)
-    select ${token.id}, session.id, ${token.tokenHash}, null, ${createdAt}::timestamptz, ${token.expiresAt.toISOString()}::timestamptz
-    from session`)
+export async function rotateSession (ex: Executor, r: {
+  sessionId: string, counter: number, now: Date, idleExpiresAt: Date, rememberExpiresAt: Date, ip: string | null, userAgent: string | null
+}) {
+  const [row] = await rotate(ex, [r.sessionId, r.counter, iso(r.now), iso(r.idleExpiresAt), iso(r.rememberExpiresAt), r.ip, r.userAgent])
+  return row && sessionUser(row)
 }
 
-interface SessionWithUserRow extends UserEpochColumns {
-  revoked_ms: number | null
-  absolute_expires_ms: number
-}
-
-// Times as epoch milliseconds, the same from either driver.
-const sessionWithUser = statement<SessionWithUserRow>(`
-  select extract(epoch from s.revoked_at)::float8 * 1000 as revoked_ms,
-         extract(epoch from s.absolute_expires_at)::float8 * 1000 as absolute_expires_ms,
-         ${USER_EPOCH_COLUMNS}
+const lock = statement<SessionUserRow & { live: boolean, revoked: boolean, last_used_ms: number }>(`
+  select ${live('$2::timestamptz')} as live, s.revoked_at is not null as revoked,
+         extract(epoch from s.last_used_at)::float8 * 1000 as last_used_ms, ${SESSION_USER_COLUMNS}
   from sessions s join users u on u.id = s.user_id
-  where s.id = $1 and s.user_id = $2
-  limit 1`)
+  where s.id = $1::uuid
+  for update of s`)
 
-/**
- * One indexed lookup by primary key: the session's state and its user's public fields. It runs on every
- * authenticated request, so it is one prepared statement sent straight to the driver: the query builder
- * and its row mapping were ~10 % of the time of a /me in the profile.
- */
-export async function findSessionWithUser (db: Database, sessionId: string, userId: string) {
-  const [row] = await sessionWithUser(db, [sessionId, userId])
-  if (!row) return undefined
-  return { revokedAt: date(row.revoked_ms), absoluteExpiresAt: date(row.absolute_expires_ms)!, user: userFromEpochColumns(row) }
+/** The session and its user, the session row locked until the transaction ends. */
+export async function lockSession (ex: Executor, sessionId: string, now: Date) {
+  const [row] = await lock(ex, [sessionId, iso(now)])
+  return row && { ...sessionUser(row), live: row.live, revoked: row.revoked, lastUsedAt: date(row.last_used_ms)! }
 }
 
-/** A session is live while not revoked, within its absolute lifetime, and holding an unspent, unexpired refresh token. */
-const live = (ex: Executor, now: Date) => and(
-  isNull(sessions.revokedAt),
-  gt(sessions.absoluteExpiresAt, now),
-  exists(ex.select({ one: sql`1` }).from(refreshTokens)
-    .where(and(eq(refreshTokens.sessionId, sessions.id), isNull(refreshTokens.spentAt), gt(refreshTokens.expiresAt, now)))),
-)
+const current = statement<UserEpochColumns & { live: boolean, revoked: boolean, aal: Aal, amr: string[] }>(`
+  select ${live('$3::timestamptz')} as live, s.revoked_at is not null as revoked, s.aal, s.amr, ${USER_EPOCH_COLUMNS}
+  from sessions s join users u on u.id = s.user_id
+  where s.id = $1::uuid and s.user_id = $2::uuid`)
 
-/** The user's live sessions, newest first; `expiresAt` is when the live refresh token runs out. */
+/** One lookup by primary key, on every authenticated request: the session's state and its user. */
+export async function findSessionState (ex: Executor, sessionId: string, userId: string, now: Date) {
+  const [row] = await current(ex, [sessionId, userId, iso(now)])
+  return row && { live: row.live, revoked: row.revoked, aal: row.aal, amr: row.amr, user: userFromEpochColumns(row) }
+}
+
+interface ListedRow { id: string, created_ms: number, last_used_ms: number, refresh_expires_ms: number, remember_me: boolean, user_agent: string | null, ip: string | null, aal: Aal }
+const list = statement<ListedRow>(`
+  select s.id, extract(epoch from s.created_at)::float8 * 1000 as created_ms, extract(epoch from s.last_used_at)::float8 * 1000 as last_used_ms,
+         extract(epoch from s.refresh_expires_at)::float8 * 1000 as refresh_expires_ms, s.remember_me, s.user_agent, s.ip, s.aal
+  from sessions s
+  where s.user_id = $1::uuid and ${live('$2::timestamptz')}
+  order by s.created_at desc, s.id desc`)
+
+/** The user's live sessions, newest first. */
 export async function listLiveSessions (ex: Executor, userId: string, now: Date) {
-  return ex.select({
-    id: sessions.id,
-    createdAt: sessions.createdAt,
-    lastUsedAt: sessions.lastUsedAt,
-    rememberMe: sessions.rememberMe,
-    userAgent: sessions.userAgent,
-    ip: sessions.ip,
-    expiresAt: sql<Date>`max(${refreshTokens.expiresAt})`.mapWith(refreshTokens.expiresAt),
-  }).from(sessions)
-    .innerJoin(refreshTokens, eq(refreshTokens.sessionId, sessions.id))
-    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.absoluteExpiresAt, now), isNull(refreshTokens.spentAt), gt(refreshTokens.expiresAt, now)))
-    .groupBy(sessions.id)
-    .orderBy(desc(sessions.createdAt), desc(sessions.id))
+  return (await list(ex, [userId, iso(now)])).map(r => ({
+    id: r.id, createdAt: date(r.created_ms)!, lastUsedAt: date(r.last_used_ms)!, expiresAt: date(r.refresh_expires_ms)!, rememberMe: r.remember_me, userAgent: r.user_agent, ip: r.ip, aal: r.aal,
+  }))
 }
 
-/** Revokes one live session of this user; false when there is none by that id (unknown, ended, or someone else's). */
+const revokeLive = statement<{ id: string }>(`
+  update sessions s set revoked_at = $3::timestamptz, revoked_reason = $4::text
+  where s.id = $1::uuid and s.user_id = $2::uuid and ${live('$3::timestamptz')}
+  returning s.id`)
+
+/** Ends one live session of this user; false when there is none by that id (unknown, ended, or someone else's). */
 export async function revokeLiveSession (ex: Executor, sessionId: string, userId: string, reason: string, now: Date): Promise<boolean> {
-  const rows = await ex.update(sessions).set({ revokedAt: now, revokedReason: reason })
-    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), live(ex, now)))
-    .returning({ id: sessions.id })
-  return rows.length > 0
+  return (await revokeLive(ex, [sessionId, userId, iso(now), reason])).length > 0
 }
 
+const revokeOne = statement<{ id: string }>(`
+  update sessions set revoked_at = $2::timestamptz, revoked_reason = $3::text where id = $1::uuid and revoked_at is null returning id`)
+
+/** Ends a session whatever its state; a second call changes nothing. Returns how many ended (0 or 1). */
 export async function revokeSession (ex: Executor, sessionId: string, reason: string, now: Date): Promise<number> {
-  const rows = await ex.update(sessions).set({ revokedAt: now, revokedReason: reason })
-    .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
-    .returning({ id: sessions.id })
-  return rows.length
+  return (await revokeOne(ex, [sessionId, iso(now), reason])).length
 }
 
-/** Revokes every live session of a user, or every one but `exceptId`. */
+const revokeOfUser = statement<{ id: string }>(`
+  update sessions set revoked_at = $2::timestamptz, revoked_reason = $3::text
+  where user_id = $1::uuid and revoked_at is null and ($4::uuid is null or id <> $4::uuid)
+  returning id`)
+
+/** Ends every session of a user, or every one but `exceptId`. Returns how many ended. */
 export async function revokeUserSessions (ex: Executor, userId: string, reason: string, now: Date, exceptId?: string): Promise<number> {
-  const rows = await ex.update(sessions).set({ revokedAt: now, revokedReason: reason })
-    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), exceptId ? ne(sessions.id, exceptId) : undefined))
-    .returning({ id: sessions.id })
-  return rows.length
+  return (await revokeOfUser(ex, [userId, iso(now), reason, exceptId ?? null])).length
 }

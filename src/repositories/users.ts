@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, like, sql, type SQL } from 'drizzle-orm'
 import { fromEpochMs, type Executor } from '../db/client.js'
-import { refreshTokens, sessions, users, type Role, type User } from '../db/schema.js'
+import { users, type Role, type User } from '../db/schema.js'
 
 export type NewUser = typeof users.$inferInsert
 
@@ -31,15 +31,10 @@ export async function updateUser (ex: Executor, id: string, changes: Partial<Pic
 }
 
 /**
- * Deletes the user; sessions and refresh tokens go with it (ON DELETE CASCADE). The refresh tokens are
- * locked first, in the order a refresh locks them (token, then session), so a refresh running at the
- * same moment waits for this transaction instead of deadlocking with it.
+ * Deletes the user; sessions go with it (ON DELETE CASCADE). A refresh locks only its session row, so
+ * one running at the same moment waits for the delete and then finds no session.
  */
 export async function deleteUser (ex: Executor, id: string): Promise<boolean> {
-  await ex.select({ id: refreshTokens.id }).from(refreshTokens)
-    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
-    .where(eq(sessions.userId, id))
-    .for('update', { of: refreshTokens })
   const deleted = await ex.delete(users).where(eq(users.id, id)).returning({ id: users.id })
   return deleted.length > 0
 }

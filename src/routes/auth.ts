@@ -1,43 +1,12 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import type { AccessClaims, ClientMeta, TokenResponse as Tokens } from '../auth/auth-service.js'
 import { audit } from '../audit.js'
+import type { ClientMeta, IssuedTokens } from '../auth/sessions.js'
 import { ApiError } from '../errors.js'
 import { bearerToken, unauthorized } from '../plugins/auth.js'
-import { described, DisplayName, Email, Password, RefreshTokenString, RememberMe, TokenResponse, Username, problemResponses } from '../schemas/common.js'
-
-const RegisterBody = Type.Object({
-  email: Email,
-  password: Password,
-  username: Type.Optional(Username),
-  name: Type.Optional(DisplayName),
-  rememberMe: Type.Optional(RememberMe),
-}, { additionalProperties: false, examples: [{ email: 'ada@example.com', password: 'correct horse battery staple', username: 'ada_l', name: 'Ada Lovelace' }] })
-
-const LoginBody = Type.Object({
-  email: Type.Optional(Email),
-  username: Type.Optional(Username),
-  password: Type.String({ maxLength: 1024 }),
-  rememberMe: Type.Optional(RememberMe),
-}, { additionalProperties: false, description: 'Exactly one of email and username', examples: [{ email: 'ada@example.com', password: 'correct horse battery staple' }] })
-
-const RefreshBody = Type.Object({ refreshToken: RefreshTokenString }, {
-  additionalProperties: false,
-  description: 'In cookie mode send no body at all: the refresh cookie is read instead.',
-  examples: [{ refreshToken: 'kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo' }],
-})
-
-const LogoutBody = Type.Object({
-  refreshToken: Type.Optional(RefreshTokenString),
-  scope: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('others'), Type.Literal('global')], {
-    description: 'local (default): this session; others: every other session of the user; global: all of them. others and global need the bearer token.',
-  })),
-}, {
-  additionalProperties: false,
-  description: 'Optional: with no body, the bearer token (or the refresh cookie) names the session',
-  examples: [{ refreshToken: 'kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo', scope: 'local' }],
-})
+import { LoginBody, LogoutBody, RefreshBody, RegisterBody, TokenResponse } from '../schemas/auth.js'
+import { described, problemResponses } from '../schemas/common.js'
 
 export const meta = (request: FastifyRequest): ClientMeta => ({
   ip: request.ip ?? null,
@@ -60,7 +29,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
   const cookie = app.refreshCookie
 
   /** Body mode sends both tokens; cookie mode keeps the refresh token in an HttpOnly cookie. */
-  function sendTokens (request: FastifyRequest, reply: FastifyReply, tokens: Tokens, status = 200) {
+  function sendTokens (request: FastifyRequest, reply: FastifyReply, tokens: IssuedTokens, status = 200) {
     reply.code(status)
     if (!cookie.wanted(request)) return tokens
     cookie.set(reply, tokens.refreshToken, tokens.rememberMe ? tokens.refreshExpiresIn : undefined)
@@ -86,7 +55,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       response: { 201: described(TokenResponse, 'Account created and signed in'), ...problemResponses(400, 409, 413, 415) },
     },
   }, async (request, reply) => {
-    const result = await app.authService.register(request.body, meta(request))
+    const result = await app.signIn.register(request.body, meta(request))
     audit(request, 'register', { userId: result.user.id })
     return sendTokens(request, reply, result, 201)
   })
@@ -110,7 +79,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       })
     }
     try {
-      const result = await app.authService.login(request.body, meta(request))
+      const result = await app.signIn.login(request.body, meta(request))
       audit(request, 'login_success', { userId: result.user.id })
       return sendTokens(request, reply, result)
     } catch (err) {
@@ -136,7 +105,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     try {
-      return sendTokens(request, reply, await app.authService.refresh(request.body.refreshToken, meta(request)))
+      return sendTokens(request, reply, await app.sessions.refresh(request.body.refreshToken, meta(request)))
     } catch (err) {
       if (err instanceof ApiError && err.code === 'refresh_token_reused') audit(request, 'refresh_reuse', { sessionRevoked: true })
       // a dead cookie is of no use to the browser
@@ -159,7 +128,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     const scope = request.body.scope ?? 'local'
-    let caller: AccessClaims | null = null
+    let caller: { sub: string, sid: string } | null = null
     if (scope === 'local') {
       // A client signing out with an expired (but genuine) access token still ends its session.
       const token = bearerToken(request)
@@ -172,7 +141,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       await app.authenticate(request)
       caller = { sub: request.principal!.user.id, sid: request.principal!.sessionId }
     }
-    await app.authService.logout({ refreshToken: request.body.refreshToken, scope }, caller)
+    await app.sessions.logout({ refreshToken: request.body.refreshToken, scope }, caller)
     if (cookie.wanted(request) || cookie.read(request) !== undefined) cookie.clear(reply)
     audit(request, 'logout', { scope, userId: caller?.sub, sessionId: caller?.sid })
     return reply.code(204).send(null)

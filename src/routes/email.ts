@@ -2,20 +2,15 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { audit } from '../audit.js'
-import { described, Email, Password, problemResponses } from '../schemas/common.js'
+import { described, problemResponses } from '../schemas/common.js'
+import { Accepted, FORGOT_ANSWER, ForgotBody, RESEND_ANSWER, ResetBody, VerifyBody } from '../schemas/email.js'
 import { normalizeIdentity } from './auth.js'
-
-const EmailToken = Type.String({ maxLength: 512, description: 'The token from the link in the email', examples: ['0mR3v6pQ2yYk8b1dX9sF4tH7jL5nC0aW2eG6iK8oU3z'] })
-
-const Accepted = Type.Object({ message: Type.String() }, { description: 'Accepted' })
-const FORGOT_ANSWER = { message: 'If an account uses this address, an email with a reset link is on its way.' }
-const RESEND_ANSWER = { message: 'If the address still needs verifying, a new link is on its way.' }
 
 /** Password reset and email verification: the links in the emails land here. */
 export default async function emailRoutes (fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { rateLimit } = app.config
-  const emails = app.emailService
+  const { passwordReset, emailVerification } = app
 
   app.post('/password/forgot', {
     config: { rateLimit: { max: rateLimit.forgotIp, timeWindow: 3_600_000 } },
@@ -25,11 +20,11 @@ export default async function emailRoutes (fastify: FastifyInstance) {
       operationId: 'forgotPassword',
       summary: 'Email a password reset link',
       description: 'Answers 202 with the same body, in the same time, whether or not an account has the address. Limited per address (RATE_LIMIT_FORGOT an hour) and per IP (RATE_LIMIT_FORGOT_IP an hour).',
-      body: Type.Object({ email: Email }, { additionalProperties: false, examples: [{ email: 'ada@example.com' }] }),
+      body: ForgotBody,
       response: { 202: described(Accepted, 'Accepted, whether or not an account has this address', [FORGOT_ANSWER]), ...problemResponses(400, 413, 415) },
     },
   }, async (request, reply) => {
-    await emails.forgotPassword(request.body.email)
+    await passwordReset.request(request.body.email)
     // no user id: whether there is one is not known here, on purpose
     audit(request, 'password_reset_requested')
     return reply.code(202).send(FORGOT_ANSWER)
@@ -41,17 +36,14 @@ export default async function emailRoutes (fastify: FastifyInstance) {
       operationId: 'resetPassword',
       summary: 'Set a new password with the token from the email',
       description: 'Every session of the account ends. A refused password leaves the token usable.',
-      body: Type.Object({ token: EmailToken, newPassword: Password }, {
-        additionalProperties: false,
-        examples: [{ token: '0mR3v6pQ2yYk8b1dX9sF4tH7jL5nC0aW2eG6iK8oU3z', newPassword: 'a brand new passphrase' }],
-      }),
+      body: ResetBody,
       response: {
         204: Type.Null({ description: 'The password is changed; every session has ended' }),
         ...problemResponses('reset_token_invalid', 413, 415),
       },
     },
   }, async (request, reply) => {
-    const userId = await emails.resetPassword(request.body.token, request.body.newPassword)
+    const userId = await passwordReset.reset(request.body.token, request.body.newPassword)
     audit(request, 'password_reset', { userId })
     return reply.code(204).send(null)
   })
@@ -61,14 +53,14 @@ export default async function emailRoutes (fastify: FastifyInstance) {
       tags: ['email'],
       operationId: 'verifyEmail',
       summary: 'Verify the email address with the token from the email',
-      body: Type.Object({ token: EmailToken }, { additionalProperties: false, examples: [{ token: '0mR3v6pQ2yYk8b1dX9sF4tH7jL5nC0aW2eG6iK8oU3z' }] }),
+      body: VerifyBody,
       response: {
         204: Type.Null({ description: 'Verified: /me shows emailVerified, and access tokens from the next refresh carry email_verified' }),
         ...problemResponses('verification_token_invalid', 413, 415),
       },
     },
   }, async (request, reply) => {
-    const userId = await emails.verifyEmail(request.body.token)
+    const userId = await emailVerification.verify(request.body.token)
     audit(request, 'email_verified', { userId })
     return reply.code(204).send(null)
   })
@@ -85,7 +77,7 @@ export default async function emailRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     const { user, sessionId } = request.principal!
-    const queued = await emails.resendVerification(user.id)
+    const queued = await emailVerification.resend(user.id)
     audit(request, 'verification_resent', { userId: user.id, sessionId, queued })
     return reply.code(202).send(RESEND_ANSWER)
   })

@@ -1,4 +1,4 @@
-import { Type, type TSchema, type TString } from 'typebox'
+import { Type, type Static, type TSchema, type TString } from 'typebox'
 import { ROLES } from '../db/schema.js'
 import { problems, toProblem, type ProblemCode } from '../errors.js'
 
@@ -17,9 +17,8 @@ export const DisplayName = Type.String({ maxLength: 100, description: 'Trimmed; 
 // The policy (length in code points after NFKC, blocklist) is checked by the service, with its own codes.
 export const Password = Type.String({ maxLength: 1024, description: 'NFKC-normalised; PASSWORD_MIN_LENGTH (default 15) to 128 code points; not a common password', examples: ['correct horse battery staple'] })
 export const RememberMe = Type.Boolean({ description: 'Longer idle lifetime for the session (REFRESH_TOKEN_REMEMBER_TTL)' })
-export const RefreshTokenString = Type.String({ maxLength: 4096, description: 'Opaque refresh token (base64url)', examples: ['kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo'] })
 
-const userExample = { id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', createdAt: '2026-11-23T11:28:39.506Z' }
+export const userExample = { id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', createdAt: '2026-11-23T11:28:39.506Z' }
 
 export const User = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -29,6 +28,8 @@ export const User = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
 }, { description: 'The signed-in user', examples: [userExample] })
 
+export type PublicUser = Static<typeof User>
+
 export const Role = oneOf(ROLES, { description: 'user by default; admin is granted from the command line (npm run user:role)' })
 
 export const Profile = Type.Object({
@@ -36,25 +37,12 @@ export const Profile = Type.Object({
   role: Role,
   emailVerified: Type.Boolean({ description: 'Whether the email address has been verified' }),
 }, { description: 'The signed-in user, with role and verification state', examples: [{ ...userExample, role: 'user', emailVerified: false }] })
+export type Profile = Static<typeof Profile>
 
-export const TokenResponse = Type.Object({
-  tokenType: Type.Literal('Bearer'),
-  accessToken: Type.String({ description: 'EdDSA-signed JWT (typ at+jwt)' }),
-  expiresIn: Type.Integer({ description: 'Seconds until the access token expires' }),
-  refreshToken: Type.Optional(Type.String({ description: 'Opaque, single use: each refresh returns a new one. Absent in cookie mode (X-Auth-Mode: cookie), where it is set as an HttpOnly cookie instead.' })),
-  refreshExpiresIn: Type.Optional(Type.Integer({ description: 'Seconds until the refresh token expires unless used. Absent in cookie mode.' })),
-  user: User,
-}, {
-  description: 'Signed in: an access token for the Authorization header, and a refresh token to get the next one',
-  examples: [{
-    tokenType: 'Bearer',
-    accessToken: 'eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl',
-    expiresIn: 900,
-    refreshToken: 'kq3Jz8tK3mFv6YyQe5s7H2bX0n9Lr4cWd1aPuGhTjEo',
-    refreshExpiresIn: 43200,
-    user: userExample,
-  }],
-})
+/** A user as the repositories return it (a subset of the row). */
+export interface UserRow { id: string, email: string, username: string | null, name: string | null, role: Static<typeof Role>, emailVerifiedAt: Date | null, createdAt: Date }
+export const toPublicUser = (u: UserRow): PublicUser => ({ id: u.id, email: u.email, username: u.username, name: u.name, createdAt: u.createdAt.toISOString() })
+export const toProfile = (u: UserRow): Profile => ({ ...toPublicUser(u), role: u.role, emailVerified: u.emailVerifiedAt !== null })
 
 export const Problem = Type.Object({
   type: Type.String({ description: 'URI identifying the problem type' }),

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config.js'
-import { openDatabase } from './client.js'
+import { openDatabase } from '../db/client.js'
 
 // `npm run db:migrate`: applies the committed migrations to DATABASE_URL (or the embedded database).
 const config = loadConfig(process.env)

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Database } from '../db/client.js'
 import { ApiError } from '../errors.js'
-import { clearLoginAttempts, reserveLoginAttempt } from '../repositories/login-throttle.js'
+import { clearAttempts, reserveAttempt } from '../repositories/attempt-counts.js'
 
 export const LOGIN_WINDOW_MS = 15 * 60_000
 /** Password reset requests per address are counted per hour. */
@@ -10,10 +10,11 @@ export const FORGOT_WINDOW_MS = 60 * 60_000
 export const LONGEST_WINDOW_MS = Math.max(LOGIN_WINDOW_MS, FORGOT_WINDOW_MS)
 
 /**
- * Failed sign-ins per account, where every instance sees them. `reserve` counts an attempt before the
- * password is checked, atomically, so parallel attempts cannot exceed the limit; a success clears it.
+ * Attempts per key in a window, where every instance sees them: failed sign-ins per account (and the
+ * routes that check the current password), reset requests per address. `reserve` counts an attempt
+ * before the work it guards, atomically, so parallel attempts cannot exceed the limit; a success may clear it.
  */
-export interface LoginThrottle {
+export interface AttemptThrottle {
   reserve (key: string, now: Date): Promise<{ allowed: true } | { allowed: false, retryAfterSeconds: number }>
   clear (key: string): Promise<void>
   /** The counts are rows of login_throttle in the app's database, so a statement there may clear one. */
@@ -22,13 +23,13 @@ export interface LoginThrottle {
 
 const retryAfter = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
 
-export function databaseThrottle (db: Database, limit: number, windowMs = LOGIN_WINDOW_MS): LoginThrottle {
+export function databaseAttemptThrottle (db: Database, limit: number, windowMs = LOGIN_WINDOW_MS): AttemptThrottle {
   return {
     async reserve (key, now) {
-      const gate = await reserveLoginAttempt(db, key, now, windowMs, limit)
+      const gate = await reserveAttempt(db, key, now, windowMs, limit)
       return gate.allowed ? gate : { allowed: false, retryAfterSeconds: retryAfter(gate.windowStartedAt.getTime() + windowMs - now.getTime()) }
     },
-    clear: key => clearLoginAttempts(db, key),
+    clear: key => clearAttempts(db, key),
     inDatabase: true,
   }
 }
@@ -42,7 +43,7 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return {1, redis.call('PTTL', KEYS[1])}`
 
 /** Fails closed: without Redis no attempt is allowed (503), since the limit could not be enforced. */
-export function redisThrottle (redis: Redis, prefix: string, limit: number, windowMs = LOGIN_WINDOW_MS): LoginThrottle {
+export function redisAttemptThrottle (redis: Redis, prefix: string, limit: number, windowMs = LOGIN_WINDOW_MS): AttemptThrottle {
   const unavailable = (cause: unknown) => new ApiError('service_unavailable', 'Sign-in is briefly unavailable; try again shortly', { cause, headers: { 'retry-after': 5 } })
   return {
     async reserve (key) {

@@ -7,7 +7,7 @@ import { loginThrottle } from '../db/schema.js'
  * parallel attempts can never exceed it. Returns null when refused, with the window's start to derive
  * Retry-After from.
  */
-export async function reserveLoginAttempt (ex: Executor, key: string, now: Date, windowMs: number, limit: number) {
+export async function reserveAttempt (ex: Executor, key: string, now: Date, windowMs: number, limit: number) {
   // raw fragments take ISO strings: drizzle passes Date objects through only for typed columns
   const windowFloor = new Date(now.getTime() - windowMs).toISOString()
   const expired = sql`${loginThrottle.windowStartedAt} <= ${windowFloor}::timestamptz`
@@ -27,7 +27,7 @@ export async function reserveLoginAttempt (ex: Executor, key: string, now: Date,
   return { allowed: false as const, windowStartedAt: locked?.windowStartedAt ?? now }
 }
 
-/** A successful sign-in forgets the failures counted so far. */
-export async function clearLoginAttempts (ex: Executor, key: string): Promise<void> {
+/** Forgets the attempts counted so far (a successful sign-in). */
+export async function clearAttempts (ex: Executor, key: string): Promise<void> {
   await ex.delete(loginThrottle).where(eq(loginThrottle.key, key))
 }

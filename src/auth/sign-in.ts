@@ -1,0 +1,88 @@
+import type { Clock } from '../clock.js'
+import type { Config } from '../config.js'
+import type { Database } from '../db/client.js'
+import { ApiError } from '../errors.js'
+import { uuidv7 } from '../ids.js'
+import { findUserByEmail, findUserByUsername, insertUser } from '../repositories/users.js'
+import type { AttemptThrottle } from './attempt-throttle.js'
+import type { EmailVerificationService } from './email-verification.js'
+import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
+import type { ClientMeta, IssuedTokens, Proof, SessionService } from './sessions.js'
+import { throttled } from './throttle.js'
+
+export interface SignInServiceDeps {
+  db: Database
+  config: Config
+  clock: Clock
+  sessions: SessionService
+  verification: EmailVerificationService
+  /** Failed sign-ins per account (RATE_LIMIT_LOGIN_ACCOUNT per 15 minutes). */
+  throttle: AttemptThrottle
+}
+
+/** A password proves one factor: NIST AAL1, RFC 8176 `pwd`. */
+export const PASSWORD_PROOF: Proof = { aal: 'aal1', amr: ['pwd'] }
+
+/** Postgres unique violations become the contract's 409s, whichever driver raised them. */
+export function conflictFrom (err: unknown): ApiError | undefined {
+  for (let e = err as { code?: unknown, constraint?: unknown, constraint_name?: unknown, cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code === '23505') {
+      const constraint = String(e.constraint_name ?? e.constraint ?? '')
+      if (constraint.includes('username')) return new ApiError('username_taken', 'This username is already taken', { cause: err })
+      return new ApiError('email_taken', 'An account with this email already exists', { cause: err })
+    }
+  }
+  return undefined
+}
+
+/** The ways to sign in: registration and password. Each ends in SessionService.open with what it proved. */
+export class SignInService {
+  constructor (private readonly deps: SignInServiceDeps) {}
+
+  async register (input: { email: string, password: string, username?: string | undefined, name?: string | undefined, rememberMe?: boolean | undefined }, client: ClientMeta): Promise<IssuedTokens> {
+    const { db, config, sessions, verification } = this.deps
+    const password = normalizePassword(input.password)
+    assertPasswordPolicy(password, { minLength: config.passwordMinLength, email: input.email, username: input.username })
+    const passwordHash = await hashPassword(password)
+    const now = new Date(this.deps.clock())
+    try {
+      const tokens = await db.transaction(async tx => {
+        const user = await insertUser(tx, {
+          id: uuidv7(now.getTime()), email: input.email, username: input.username ?? null, name: input.name || null, passwordHash, createdAt: now, updatedAt: now,
+        })
+        // the account, its verification mail and its first session: all or nothing
+        await verification.queue(tx, user, now)
+        return sessions.open(user, { ...PASSWORD_PROOF, rememberMe: input.rememberMe ?? false, client }, { ex: tx })
+      })
+      verification.queued()
+      return tokens
+    } catch (err) {
+      throw conflictFrom(err) ?? err
+    }
+  }
+
+  async login (input: { email?: string | undefined, username?: string | undefined, password: string, rememberMe?: boolean | undefined }, client: ClientMeta): Promise<IssuedTokens> {
+    const { db, config, throttle, sessions } = this.deps
+    const user = input.email !== undefined ? await findUserByEmail(db, input.email) : await findUserByUsername(db, input.username!)
+    // Keyed by the account when it exists, so email and username share one count; by the identifier otherwise.
+    const key = user ? `user:${user.id}` : input.email !== undefined ? `email:${input.email}` : `username:${input.username!.toLowerCase()}`
+    const gate = await throttle.reserve(key, new Date(this.deps.clock()))
+    if (!gate.allowed) {
+      throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
+    }
+    const password = normalizePassword(input.password)
+    // A password no account can have is refused without hashing; an unknown account costs the same hash.
+    const valid = codePoints(password) <= MAX_PASSWORD_LENGTH &&
+      await verifyPassword(user?.passwordHash ?? await dummyHash(), password)
+    if (!valid || !user) throw new ApiError('invalid_credentials', 'The email, username or password is not correct')
+    // after the password check, so it tells nothing to someone without the password
+    if (config.mail.requireVerification && !user.emailVerifiedAt) {
+      await throttle.clear(key)
+      throw new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
+    }
+    // The right password forgets the failures counted so far; a count kept in this database is cleared
+    // by the statement that opens the session.
+    if (!throttle.inDatabase) await throttle.clear(key)
+    return sessions.open(user, { ...PASSWORD_PROOF, rememberMe: input.rememberMe ?? false, client }, throttle.inDatabase ? { clearAttemptsKey: key } : {})
+  }
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { AccountService } from '../auth/account-service.js'
+import { accessTokens, type AccessTokens } from '../auth/access-tokens.js'
+import { databaseAttemptThrottle, FORGOT_WINDOW_MS, redisAttemptThrottle } from '../auth/attempt-throttle.js'
+import { EmailVerificationService } from '../auth/email-verification.js'
+import type { RefreshSecrets, SigningKey } from '../auth/keys.js'
+import { PasswordResetService } from '../auth/password-reset.js'
+import { dummyHash } from '../auth/passwords.js'
+import { refreshTokens } from '../auth/refresh-tokens.js'
+import { SessionService } from '../auth/sessions.js'
+import { SignInService } from '../auth/sign-in.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    accessTokens: AccessTokens
+    sessions: SessionService
+    signIn: SignInService
+    accounts: AccountService
+    passwordReset: PasswordResetService
+    emailVerification: EmailVerificationService
+  }
+}
+
+/** The app's own services, built once from the config, the keys and the infrastructure plugins. */
+async function servicesPlugin (app: FastifyInstance, opts: { signingKey: SigningKey, refreshSecrets: RefreshSecrets }) {
+  const { config, clock, db, redis } = app
+  const attempts = (limit: number, windowMs?: number) => redis
+    ? redisAttemptThrottle(redis, config.redisKeyPrefix, limit, windowMs)
+    : databaseAttemptThrottle(db, limit, windowMs)
+  // one per-account count for sign-ins and for the routes that ask for the current password
+  const signInThrottle = attempts(config.rateLimit.loginAccount)
+  const mailQueued = () => app.mailer.kick()
+
+  const tokens = accessTokens(config, opts.signingKey)
+  const sessions = new SessionService({ db, config, clock, accessTokens: tokens, refreshTokens: refreshTokens(opts.refreshSecrets) })
+  const emailVerification = new EmailVerificationService({ db, config, clock, mailSecret: opts.signingKey.mailSecret, mailQueued })
+  app.decorate('accessTokens', tokens)
+  app.decorate('sessions', sessions)
+  app.decorate('emailVerification', emailVerification)
+  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, throttle: signInThrottle }))
+  app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle }))
+  app.decorate('passwordReset', new PasswordResetService({
+    db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued,
+  }))
+  // computed now, so the first sign-in of an unknown account costs no more than any other
+  await dummyHash()
+}
+
+export default fp(servicesPlugin, { name: 'services', dependencies: ['config', 'db', 'redis', 'mail'] })

@@ -1,0 +1,30 @@
+import { Type, type Static } from 'typebox'
+import { nullable, Role } from './common.js'
+
+const userExample = {
+  id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', role: 'user', emailVerified: false, createdAt: '2026-11-23T11:28:39.506Z',
+}
+
+export const AdminUser = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  email: Type.String({ format: 'email' }),
+  username: nullable(Type.String()),
+  name: nullable(Type.String()),
+  role: Role,
+  emailVerified: Type.Boolean(),
+  createdAt: Type.String({ format: 'date-time' }),
+})
+export type AdminUserView = Static<typeof AdminUser>
+
+export const UserPage = Type.Object({
+  users: Type.Array(AdminUser),
+  nextCursor: nullable(Type.String({ format: 'uuid', description: 'Pass as cursor for the next page; null on the last page' })),
+}, { description: 'A page of users ordered by id (creation order)', examples: [{ users: [userExample], nextCursor: null }] })
+
+export const UserQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
+  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
+  email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, description: 'Case-insensitive email prefix', examples: ['ada@'] })),
+}, { additionalProperties: false })
+
+export const UserParams = Type.Object({ id: Type.String({ description: 'User id', examples: [userExample.id] }) })

@@ -1,0 +1,17 @@
+import { Type } from 'typebox'
+import { Email, Password } from './common.js'
+
+export const EmailToken = Type.String({ maxLength: 512, description: 'The token from the link in the email', examples: ['0mR3v6pQ2yYk8b1dX9sF4tH7jL5nC0aW2eG6iK8oU3z'] })
+
+export const Accepted = Type.Object({ message: Type.String() }, { description: 'Accepted' })
+export const FORGOT_ANSWER = { message: 'If an account uses this address, an email with a reset link is on its way.' }
+export const RESEND_ANSWER = { message: 'If the address still needs verifying, a new link is on its way.' }
+
+export const ForgotBody = Type.Object({ email: Email }, { additionalProperties: false, examples: [{ email: 'ada@example.com' }] })
+
+export const ResetBody = Type.Object({ token: EmailToken, newPassword: Password }, {
+  additionalProperties: false,
+  examples: [{ token: '0mR3v6pQ2yYk8b1dX9sF4tH7jL5nC0aW2eG6iK8oU3z', newPassword: 'a brand new passphrase' }],
+})
+
+export const VerifyBody = Type.Object({ token: EmailToken }, { additionalProperties: false, examples: [{ token: '0mR3v6pQ2yYk8b1dX9sF4tH7jL5nC0aW2eG6iK8oU3z' }] })
