@@ -1,18 +1,6 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { assertProblem, bearer, build, newAccount, register, rows, type TestApp, type TokenBody } from './helper.js'
-
-const call = (app: TestApp, method: 'GET' | 'PATCH' | 'POST' | 'DELETE', url: string, token: string, payload?: object) =>
-  app.inject({ method, url, headers: bearer(token), ...(payload ? { payload } : {}) })
-const me = (app: TestApp, token: string) => call(app, 'GET', '/me', token)
-const refresh = (app: TestApp, refreshToken: string) => app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken } })
-const login = (app: TestApp, email: string, password: string) => app.inject({ method: 'POST', url: '/login', payload: { email, password } })
-
-async function signIn (app: TestApp, account: { email: string, password: string }) {
-  const res = await login(app, account.email, account.password)
-  if (res.statusCode !== 200) throw new Error(`login failed: ${res.body}`)
-  return res.json() as TokenBody
-}
+import { assertProblem, claimsOf, build, call, login, me, newAccount, refresh, register, rows, signIn, type TokenBody } from './helper.js'
 
 t.test('PATCH /me changes name and username by the registration rules', async t => {
   const app = await build(t)
@@ -59,8 +47,8 @@ t.test('POST /me/password: new password, this session stays, every other one end
   t.equal((await refresh(app, here.refreshToken)).statusCode, 200, 'and can refresh')
   assertProblem(t, await me(app, elsewhere.accessToken), 401, 'session_revoked')
   assertProblem(t, await refresh(app, elsewhere.refreshToken), 401, 'session_revoked')
-  assertProblem(t, await login(app, account.email, account.password), 401, 'invalid_credentials')
-  t.equal((await login(app, account.email, newPassword)).statusCode, 200)
+  assertProblem(t, await login(app, { email: account.email, password: account.password }), 401, 'invalid_credentials')
+  t.equal((await login(app, { email: account.email, password: newPassword })).statusCode, 200)
   const [row] = await rows<{ password_hash: string }>(sql`select password_hash from users where id = ${here.user.id}`)
   t.match(row!.password_hash, /^\$argon2id\$/)
   const log = app.logs.join('')
@@ -90,7 +78,7 @@ t.test('POST /me/password: wrong current password is 403, a weak new one 400, an
   for (const bad of [{ currentPassword: account.password }, { newPassword: 'a perfectly fine new passphrase' }, { currentPassword: account.password, newPassword: 1234567890123456 }, { currentPassword: account.password, newPassword: 'a perfectly fine new passphrase', extra: true }]) {
     assertProblem(t, await call(app, 'POST', '/me/password', tokens.accessToken, bad), 400, 'validation_failed')
   }
-  t.equal((await login(app, account.email, account.password)).statusCode, 200, 'the password is unchanged')
+  t.equal((await login(app, { email: account.email, password: account.password })).statusCode, 200, 'the password is unchanged')
   t.equal((await me(app, other.accessToken)).statusCode, 200, 'no session ended')
 })
 
@@ -100,7 +88,7 @@ t.test('wrong current passwords count toward the per-account limit; once locked,
   const { tokens } = await register(app, account)
   const change = (currentPassword: string) => call(app, 'POST', '/me/password', tokens.accessToken, { currentPassword, newPassword: 'a perfectly fine new passphrase' })
 
-  assertProblem(t, await login(app, account.email, 'one wrong sign-in'), 401, 'invalid_credentials')
+  assertProblem(t, await login(app, { email: account.email, password: 'one wrong sign-in' }), 401, 'invalid_credentials')
   assertProblem(t, await change('wrong current one'), 403, 'current_password_incorrect')
   assertProblem(t, await call(app, 'DELETE', '/me', tokens.accessToken, { currentPassword: 'wrong current two' }), 403, 'current_password_incorrect')
 
@@ -108,7 +96,7 @@ t.test('wrong current passwords count toward the per-account limit; once locked,
   assertProblem(t, locked, 429, 'too_many_requests')
   t.ok(Number(locked.headers['retry-after']) > 0)
   assertProblem(t, await call(app, 'DELETE', '/me', tokens.accessToken, { currentPassword: account.password }), 429, 'too_many_requests')
-  assertProblem(t, await login(app, account.email, account.password), 429, 'too_many_requests') // sign-in shares the count
+  assertProblem(t, await login(app, { email: account.email, password: account.password }), 429, 'too_many_requests') // sign-in shares the count
   t.equal((await me(app, tokens.accessToken)).statusCode, 200, 'the account still exists and is signed in')
   t.equal((await rows(sql`select 1 from users where id = ${tokens.user.id}`)).length, 1)
   t.match(app.logs.join(''), /"audit":"password_change_failed".*"code":"current_password_incorrect"/)
@@ -121,7 +109,7 @@ t.test('a right current password clears the count', async t => {
   const newPassword = 'a perfectly fine new passphrase'
   assertProblem(t, await call(app, 'POST', '/me/password', tokens.accessToken, { currentPassword: 'wrong', newPassword }), 403, 'current_password_incorrect')
   t.equal((await call(app, 'POST', '/me/password', tokens.accessToken, { currentPassword: account.password, newPassword })).statusCode, 204)
-  assertProblem(t, await login(app, account.email, 'wrong again'), 401, 'invalid_credentials') // not locked: the count started over
+  assertProblem(t, await login(app, { email: account.email, password: 'wrong again' }), 401, 'invalid_credentials') // not locked: the count started over
 })
 
 t.test('DELETE /me: the user, sessions and tokens go; every token is refused; the email can register again', async t => {
@@ -141,7 +129,7 @@ t.test('DELETE /me: the user, sessions and tokens go; every token is refused; th
   t.equal(res.body, '')
   for (const token of [tokens.accessToken, current.accessToken, other.accessToken]) assertProblem(t, await me(app, token), 401, 'invalid_token')
   for (const token of [spent, current.refreshToken, other.refreshToken]) assertProblem(t, await refresh(app, token), 401, 'invalid_token')
-  assertProblem(t, await login(app, account.email, account.password), 401, 'invalid_credentials')
+  assertProblem(t, await login(app, { email: account.email, password: account.password }), 401, 'invalid_credentials')
   const left = await rows<{ n: number }>(sql`select
     (select count(*) from users where id = ${tokens.user.id})
     + (select count(*) from sessions where user_id = ${tokens.user.id}) as n`)
@@ -158,7 +146,7 @@ t.test('a revoked session\'s access token is refused on every protected route, a
   const account = newAccount()
   const { tokens } = await register(app, account)
   const keeper = await signIn(app, account)
-  t.equal((await call(app, 'DELETE', `/sessions/${JSON.parse(Buffer.from(tokens.accessToken.split('.')[1]!, 'base64url').toString()).sid}`, keeper.accessToken)).statusCode, 204)
+  t.equal((await call(app, 'DELETE', `/sessions/${claimsOf(tokens.accessToken).sid}`, keeper.accessToken)).statusCode, 204)
 
   const routes: [('GET' | 'PATCH' | 'POST' | 'DELETE'), string, object | undefined][] = [
     ['GET', '/me', undefined],
@@ -166,7 +154,7 @@ t.test('a revoked session\'s access token is refused on every protected route, a
     ['POST', '/me/password', { currentPassword: account.password, newPassword: 'an attacker chosen passphrase' }],
     ['DELETE', '/me', { currentPassword: account.password }],
     ['GET', '/sessions', undefined],
-    ['DELETE', `/sessions/${JSON.parse(Buffer.from(keeper.accessToken.split('.')[1]!, 'base64url').toString()).sid}`, undefined],
+    ['DELETE', `/sessions/${claimsOf(keeper.accessToken).sid}`, undefined],
     ['GET', '/admin/users', undefined],
     ['POST', `/admin/users/${tokens.user.id}/revoke-sessions`, undefined],
     ['POST', '/email/verify/resend', undefined],
@@ -181,7 +169,7 @@ t.test('a revoked session\'s access token is refused on every protected route, a
   }
   const profile = (await me(app, keeper.accessToken)).json()
   t.equal(profile.name, null, 'nothing changed')
-  t.equal((await login(app, account.email, account.password)).statusCode, 200, 'the password did not change')
+  t.equal((await login(app, { email: account.email, password: account.password })).statusCode, 200, 'the password did not change')
   t.equal((await me(app, keeper.accessToken)).statusCode, 200, 'the other session is alive')
 })
 

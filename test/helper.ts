@@ -153,3 +153,41 @@ export async function rows<T = Record<string, unknown>> (query: SQL): Promise<T[
   const result = await db.execute(query) as unknown as { rows?: T[] } | T[]
   return Array.isArray(result) ? result : result.rows ?? []
 }
+
+// The API as a client calls it: one typed helper per route the tests drive, answers as they come.
+type Headers = Record<string, string>
+type Method = 'GET' | 'PATCH' | 'POST' | 'DELETE'
+const post = (app: TestApp, url: string, payload?: unknown, headers: Headers = {}) =>
+  app.inject({ method: 'POST', url, headers, ...(payload === undefined ? {} : { payload: payload as object }) })
+
+/** Any route with a bearer token. */
+export const call = (app: TestApp, method: Method, url: string, token: string, payload?: object, headers: Headers = {}) =>
+  app.inject({ method, url, headers: { ...bearer(token), ...headers }, ...(payload ? { payload } : {}) })
+export const me = (app: TestApp, token: string, headers: Headers = {}) => call(app, 'GET', '/me', token, undefined, headers)
+export const login = (app: TestApp, body: unknown, headers: Headers = {}) => post(app, '/login', body, headers)
+export const refresh = (app: TestApp, refreshToken: unknown, headers: Headers = {}) => post(app, '/refresh', { refreshToken }, headers)
+export const logout = (app: TestApp, payload?: object, headers: Headers = {}) => post(app, '/logout', payload, headers)
+export const listSessions = (app: TestApp, token: string) => call(app, 'GET', '/sessions', token)
+export const revokeSession = (app: TestApp, token: string, id: string, headers: Headers = {}) => call(app, 'DELETE', `/sessions/${id}`, token, undefined, headers)
+export const forgotPassword = (app: TestApp, email: string, headers: Headers = {}) => post(app, '/password/forgot', { email }, headers)
+export const resetPassword = (app: TestApp, token: string, newPassword: string) => post(app, '/password/reset', { token, newPassword })
+export const verifyEmail = (app: TestApp, token: string) => post(app, '/email/verify', { token })
+
+/** Signs in with email and password (and any other login fields); the tokens, or an error naming the answer. */
+export async function signIn (app: TestApp, account: { email: string, password: string }, extra: Record<string, unknown> = {}, headers: Headers = {}) {
+  const res = await login(app, { email: account.email, password: account.password, ...extra }, headers)
+  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
+  return res.json() as TokenBody
+}
+
+/** The claims of a JWT, unverified (tests read what a client could). */
+export const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
+
+/** Replaces a method of `target` until the test ends (or `restore()` is called): failure paths forced by stubbing one decorator. */
+export function stub<T extends object, K extends keyof T> (test: Test, target: T, key: K, replacement: T[K]) {
+  const original = target[key]
+  target[key] = replacement
+  const restore = () => { target[key] = original }
+  test.teardown(restore)
+  return { original, restore }
+}

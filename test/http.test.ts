@@ -1,5 +1,5 @@
 import t from 'tap'
-import { assertProblem, build, newAccount, rows } from './helper.js'
+import { assertProblem, stub, build, newAccount, rows } from './helper.js'
 import { sql } from 'drizzle-orm'
 
 t.test('bodies must be JSON, well formed and at most 16 KiB', async t => {
@@ -76,9 +76,7 @@ t.test('health, readiness and the OpenAPI document', async t => {
 
 t.test('a database failure is a 503 problem; an unexpected error a 500 without internals', async t => {
   const app = await build(t)
-  const original = app.signIn.login.bind(app.signIn)
-
-  app.signIn.login = async () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }) }
+  const login = stub(t, app.signIn, 'login', async () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }) })
   const down = await app.inject({ method: 'POST', url: '/login', payload: { email: 'a@example.com', password: 'whatever it is' } })
   const body = assertProblem(t, down, 503, 'service_unavailable')
   t.notMatch(JSON.stringify(body), /ECONNREFUSED|5432/)
@@ -92,16 +90,15 @@ t.test('a database failure is a 503 problem; an unexpected error a 500 without i
   const logged = app.logs.map(l => JSON.parse(l)).find(l => l.level === 50 && l.err?.message?.includes('secret internal detail'))
   t.ok(logged, 'the error is logged in full')
   t.ok(logged.reqId, 'with its request id')
-  app.signIn.login = original
+  login.restore()
+  t.equal((await app.inject({ method: 'POST', url: '/login', payload: { email: 'a@example.com', password: 'whatever it is' } })).statusCode, 401, 'restored: a plain refusal again')
 })
 
 t.test('/ready is 503 when the database does not answer', async t => {
   const app = await build(t)
-  const execute = app.db.execute
-  app.db.execute = (async () => { throw Object.assign(new Error('Connection terminated'), { code: 'CONNECTION_CLOSED' }) }) as unknown as typeof execute
-  t.teardown(() => { app.db.execute = execute })
+  const execute = stub(t, app.db, 'execute', (async () => { throw Object.assign(new Error('Connection terminated'), { code: 'CONNECTION_CLOSED' }) }) as unknown as typeof app.db.execute)
   assertProblem(t, await app.inject({ url: '/ready' }), 503, 'service_unavailable')
-  app.db.execute = execute
+  execute.restore()
   t.equal((await app.inject({ url: '/ready' })).statusCode, 200, 'and 200 again once it does')
 })
 

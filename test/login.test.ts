@@ -1,8 +1,7 @@
 import { sql } from 'drizzle-orm'
+import { mock } from 'node:test'
 import t from 'tap'
-import { assertProblem, bearer, build, fakeClock, newAccount, register, rows, type TestApp } from './helper.js'
-
-const login = (app: TestApp, payload: unknown) => app.inject({ method: 'POST', url: '/login', payload: payload as object })
+import { assertProblem, bearer, build, fakeClock, login, newAccount, register, rows, type TestApp } from './helper.js'
 
 t.test('signs in with email or username, and rememberMe', async t => {
   const app = await build(t)
@@ -122,6 +121,21 @@ t.test('per-IP limit on /login, apart from /refresh', async t => {
   const other = await app.inject({ method: 'POST', url: '/login', remoteAddress: '10.0.0.9', payload: { email: 'ip-limit@example.com', password: 'wrong password' } })
   t.equal(other.statusCode, 401)
   assertProblem(t, await app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken: 'x'.repeat(43) } }), 401, 'invalid_token')
+})
+
+t.test('the per-IP window opens again once its minute has passed (fake time)', async t => {
+  // the limiter reads Date.now(): move it instead of sleeping
+  mock.timers.enable({ apis: ['Date'], now: Date.now() })
+  t.teardown(() => mock.timers.reset())
+  const app = await build(t, { env: { RATE_LIMIT_LOGIN_IP: '2' } })
+  const attempt = () => login(app, { email: 'window@example.com', password: 'wrong password' })
+  await attempt()
+  await attempt()
+  assertProblem(t, await attempt(), 429, 'too_many_requests')
+  mock.timers.tick(59_000)
+  assertProblem(t, await attempt(), 429, 'too_many_requests')
+  mock.timers.tick(1_001)
+  t.equal((await attempt()).statusCode, 401, 'a new window: the attempt is checked again')
 })
 
 t.test('X-Forwarded-For cannot dodge the limit unless TRUST_PROXY is set', async t => {

@@ -1,11 +1,6 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { assertProblem, bearer, build, fakeClock, newAccount, register, rows, type TestApp, type TokenBody } from './helper.js'
-
-const logout = (app: TestApp, payload?: object, headers: Record<string, string> = {}) =>
-  app.inject({ method: 'POST', url: '/logout', headers, ...(payload ? { payload } : {}) })
-const me = (app: TestApp, token: string) => app.inject({ url: '/me', headers: bearer(token) })
-const refresh = (app: TestApp, refreshToken: string) => app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken } })
+import { assertProblem, bearer, build, fakeClock, logout, me, newAccount, refresh, register, rows, type TestApp, type TokenBody } from './helper.js'
 
 async function signInTwice (app: TestApp) {
   const account = newAccount()

@@ -4,7 +4,7 @@ import { sql } from 'drizzle-orm'
 import { simpleParser } from 'mailparser'
 import t from 'tap'
 import { backoffMs } from '../src/mail/outbox-sender.js'
-import { assertProblem, bearer, build, fakeClock, newAccount, register, rows, testDataDir, type FakeClock, type TestApp, type TokenBody } from './helper.js'
+import { assertProblem, bearer, build, claimsOf, fakeClock, forgotPassword, login, me, newAccount, register, resetPassword, rows, testDataDir, verifyEmail, type FakeClock, type TokenBody } from './helper.js'
 import { smtpServer, tokenFrom } from './smtp.js'
 
 const APP_URL = 'https://app.example.test'
@@ -15,12 +15,6 @@ type Smtp = Awaited<ReturnType<typeof smtpServer>>
 async function mailApp (t: Parameters<typeof build>[0], smtp: Smtp, env: Record<string, string> = {}, clock?: FakeClock) {
   return build(t, { env: { SMTP_URL: smtp.url, APP_URL, MAIL_FROM: 'Example Auth <auth@example.test>', ...env }, ...(clock ? { clock } : {}) })
 }
-const forgot = (app: TestApp, email: string, headers: Record<string, string> = {}) => app.inject({ method: 'POST', url: '/password/forgot', headers, payload: { email } })
-const reset = (app: TestApp, token: string, newPassword: string) => app.inject({ method: 'POST', url: '/password/reset', payload: { token, newPassword } })
-const verify = (app: TestApp, token: string) => app.inject({ method: 'POST', url: '/email/verify', payload: { token } })
-const me = (app: TestApp, token: string) => app.inject({ url: '/me', headers: bearer(token) })
-const login = (app: TestApp, email: string, password: string) => app.inject({ method: 'POST', url: '/login', payload: { email, password } })
-const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
 const outboxOf = (email: string) => rows<{ kind: string, status: string, attempts: number, last_error: string | null }>(
   sql`select kind, status, attempts, last_error from outbox where recipient = ${email} order by created_at, id`)
 
@@ -30,7 +24,7 @@ t.test('password reset, end to end through SMTP: one-time link, new password, ev
   const account = newAccount()
   const { tokens } = await register(app, account)
 
-  const res = await forgot(app, `  ${account.email.toUpperCase()} `)
+  const res = await forgotPassword(app, `  ${account.email.toUpperCase()} `)
   t.equal(res.statusCode, 202)
   t.equal(res.headers['cache-control'], 'no-store')
   t.same(res.json(), { message: 'If an account uses this address, an email with a reset link is on its way.' })
@@ -49,21 +43,21 @@ t.test('password reset, end to end through SMTP: one-time link, new password, ev
   t.notOk(app.logs.join('').includes(token), 'no token in the log')
 
   // a refused password leaves the token usable
-  const weak = await reset(app, token, 'short')
+  const weak = await resetPassword(app, token, 'short')
   t.equal(assertProblem(t, weak, 400, 'password_too_short').errors[0].path, '/newPassword')
   const newPassword = 'a brand new passphrase after the reset'
-  const done = await reset(app, token, newPassword)
+  const done = await resetPassword(app, token, newPassword)
   t.equal(done.statusCode, 204)
   t.equal(done.body, '')
   assertProblem(t, await me(app, tokens.accessToken), 401, 'session_revoked')
   assertProblem(t, await app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken: tokens.refreshToken } }), 401, 'session_revoked')
-  assertProblem(t, await login(app, account.email, account.password), 401, 'invalid_credentials')
-  const signedIn = await login(app, account.email, newPassword)
+  assertProblem(t, await login(app, { email: account.email, password: account.password }), 401, 'invalid_credentials')
+  const signedIn = await login(app, { email: account.email, password: newPassword })
   t.equal(signedIn.statusCode, 200)
   t.equal((await me(app, signedIn.json().accessToken)).json().emailVerified, true, 'following the link proved the address')
 
-  assertProblem(t, await reset(app, token, 'yet another good passphrase'), 400, 'reset_token_invalid')
-  for (const bad of ['', 'x', 'A'.repeat(43), `${token}x`]) assertProblem(t, await reset(app, bad, newPassword), 400, 'reset_token_invalid')
+  assertProblem(t, await resetPassword(app, token, 'yet another good passphrase'), 400, 'reset_token_invalid')
+  for (const bad of ['', 'x', 'A'.repeat(43), `${token}x`]) assertProblem(t, await resetPassword(app, bad, newPassword), 400, 'reset_token_invalid')
   assertProblem(t, await app.inject({ method: 'POST', url: '/password/reset', payload: { token, newPassword: 1234 } }), 400, 'validation_failed')
   t.match(app.logs.join(''), new RegExp(`"audit":"password_reset","ip":"[^"]+","userId":"${tokens.user.id}"`))
 })
@@ -74,8 +68,8 @@ t.test('unknown and known addresses get the same answer; only the known one gets
   const { body: account } = await register(app)
   const ghost = `nobody.${Date.now()}@example.com`
   // from two clients, so the per-IP counters (RateLimit-Remaining) start equal
-  const known = await forgot(app, account.email, { 'x-forwarded-for': '198.51.100.1' })
-  const unknown = await forgot(app, ghost, { 'x-forwarded-for': '198.51.100.2' })
+  const known = await forgotPassword(app, account.email, { 'x-forwarded-for': '198.51.100.1' })
+  const unknown = await forgotPassword(app, ghost, { 'x-forwarded-for': '198.51.100.2' })
   const strip = (h: Record<string, unknown>) => { const { date: _d, ...rest } = h; return rest }
   t.equal(unknown.statusCode, known.statusCode)
   t.equal(unknown.body, known.body)
@@ -104,17 +98,17 @@ t.test('a newer request voids the older link; a link expires after RESET_TOKEN_T
   const clock = fakeClock()
   const app = await mailApp(t, smtp, {}, clock)
   const { body: account } = await register(app)
-  await forgot(app, account.email)
+  await forgotPassword(app, account.email)
   const first = tokenFrom(await smtp.next(account.email, RESET), APP_URL, '/reset-password')
   clock.advance(1000)
-  await forgot(app, account.email)
+  await forgotPassword(app, account.email)
   const second = tokenFrom(await smtp.next(account.email, RESET), APP_URL, '/reset-password')
   t.not(first, second)
-  assertProblem(t, await reset(app, first, 'a new passphrase for the first link'), 400, 'reset_token_invalid')
+  assertProblem(t, await resetPassword(app, first, 'a new passphrase for the first link'), 400, 'reset_token_invalid')
 
   clock.advance(1800_000)
-  assertProblem(t, await reset(app, second, 'a new passphrase that comes too late'), 400, 'reset_token_invalid')
-  t.equal((await login(app, account.email, account.password)).statusCode, 200, 'the password never changed')
+  assertProblem(t, await resetPassword(app, second, 'a new passphrase that comes too late'), 400, 'reset_token_invalid')
+  t.equal((await login(app, { email: account.email, password: account.password })).statusCode, 200, 'the password never changed')
 })
 
 t.test('reset requests are limited per address and per IP; a limited request sends nothing', async t => {
@@ -123,14 +117,14 @@ t.test('reset requests are limited per address and per IP; a limited request sen
   const { body: account } = await register(app)
   const ghost = `ghost.${Date.now()}@example.com`
   for (let i = 0; i < 2; i++) {
-    t.equal((await forgot(app, account.email)).statusCode, 202)
-    t.equal((await forgot(app, ghost)).statusCode, 202)
+    t.equal((await forgotPassword(app, account.email)).statusCode, 202)
+    t.equal((await forgotPassword(app, ghost)).statusCode, 202)
   }
-  const limited = await forgot(app, account.email)
+  const limited = await forgotPassword(app, account.email)
   const body = assertProblem(t, limited, 429, 'too_many_requests')
   t.ok(Number(limited.headers['retry-after']) > 3500, 'an hour window')
   t.equal(limited.headers['ratelimit-limit'], '2')
-  const ghostLimited = await forgot(app, ghost)
+  const ghostLimited = await forgotPassword(app, ghost)
   t.same(assertProblem(t, ghostLimited, 429, 'too_many_requests'), body, 'the same answer for an unknown address')
 
   await app.mailer.flush()
@@ -142,7 +136,7 @@ t.test('reset requests are limited per address and per IP; a limited request sen
   t.equal((await outboxOf(account.email)).filter(r => r.kind === 'password_reset').length, 2)
 
   // per IP: six requests within the hour pass the IP limit (two were refused per address), the seventh does not
-  const fromIp = await forgot(app, `another.${Date.now()}@example.com`)
+  const fromIp = await forgotPassword(app, `another.${Date.now()}@example.com`)
   assertProblem(t, fromIp, 429, 'too_many_requests')
   t.match(app.logs.join(''), /"audit":"password_reset_requested"/)
 })
@@ -151,24 +145,24 @@ t.test('email verification: mail at sign-up, one-time link, /me and the next tok
   const smtp = await smtpServer(t)
   const app = await mailApp(t, smtp)
   const { body: account, tokens } = await register(app)
-  t.equal(claims(tokens.accessToken).email_verified, false)
+  t.equal(claimsOf(tokens.accessToken).email_verified, false)
   t.equal((await me(app, tokens.accessToken)).json().emailVerified, false)
 
   const mail = await smtp.next(account.email, VERIFY)
   const token = tokenFrom(mail, APP_URL, '/verify-email')
   t.match(mail.text, /works once, for 24 hours/)
-  const res = await verify(app, token)
+  const res = await verifyEmail(app, token)
   t.equal(res.statusCode, 204)
   t.equal((await me(app, tokens.accessToken)).json().emailVerified, true)
-  t.equal(claims(tokens.accessToken).email_verified, false, 'a token says what was true when it was issued')
+  t.equal(claimsOf(tokens.accessToken).email_verified, false, 'a token says what was true when it was issued')
   const next = (await app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken: tokens.refreshToken } })).json() as TokenBody
-  t.equal(claims(next.accessToken).email_verified, true, 'the next refresh carries the new value')
+  t.equal(claimsOf(next.accessToken).email_verified, true, 'the next refresh carries the new value')
   const [row] = await rows<{ email_verified_at: unknown }>(sql`select email_verified_at from users where id = ${tokens.user.id}`)
   t.ok(row!.email_verified_at)
 
-  assertProblem(t, await verify(app, token), 400, 'verification_token_invalid')
-  assertProblem(t, await verify(app, 'B'.repeat(43)), 400, 'verification_token_invalid')
-  assertProblem(t, await verify(app, 'not a token'), 400, 'verification_token_invalid')
+  assertProblem(t, await verifyEmail(app, token), 400, 'verification_token_invalid')
+  assertProblem(t, await verifyEmail(app, 'B'.repeat(43)), 400, 'verification_token_invalid')
+  assertProblem(t, await verifyEmail(app, 'not a token'), 400, 'verification_token_invalid')
 
   // already verified: 202 and nothing sent
   const resend = await app.inject({ method: 'POST', url: '/email/verify/resend', headers: bearer(next.accessToken) })
@@ -189,9 +183,9 @@ t.test('resend voids the older link; links expire after VERIFY_TOKEN_TTL', async
   t.equal(resend.statusCode, 202)
   t.same(resend.json(), { message: 'If the address still needs verifying, a new link is on its way.' })
   const second = tokenFrom(await smtp.next(account.email, VERIFY), APP_URL, '/verify-email')
-  assertProblem(t, await verify(app, first), 400, 'verification_token_invalid')
+  assertProblem(t, await verifyEmail(app, first), 400, 'verification_token_invalid')
   clock.advance(600_000)
-  assertProblem(t, await verify(app, second), 400, 'verification_token_invalid')
+  assertProblem(t, await verifyEmail(app, second), 400, 'verification_token_invalid')
   t.equal((await me(app, tokens.accessToken)).json().emailVerified, false)
 })
 
@@ -202,17 +196,17 @@ t.test('REQUIRE_EMAIL_VERIFICATION: sign-up still signs in; sign-in waits for th
   const res = await app.inject({ method: 'POST', url: '/register', payload: account })
   t.equal(res.statusCode, 201)
   t.type(res.json().accessToken, 'string')
-  assertProblem(t, await login(app, account.email, 'the wrong password'), 401, 'invalid_credentials')
-  assertProblem(t, await login(app, account.email, account.password), 403, 'email_not_verified')
-  t.equal((await verify(app, tokenFrom(await smtp.next(account.email, VERIFY), APP_URL, '/verify-email'))).statusCode, 204)
-  t.equal((await login(app, account.email, account.password)).statusCode, 200)
+  assertProblem(t, await login(app, { email: account.email, password: 'the wrong password' }), 401, 'invalid_credentials')
+  assertProblem(t, await login(app, { email: account.email, password: account.password }), 403, 'email_not_verified')
+  t.equal((await verifyEmail(app, tokenFrom(await smtp.next(account.email, VERIFY), APP_URL, '/verify-email'))).statusCode, 204)
+  t.equal((await login(app, { email: account.email, password: account.password })).statusCode, 200)
 })
 
 t.test('links come from APP_URL, never from Host or X-Forwarded-Host', async t => {
   const smtp = await smtpServer(t)
   const app = await mailApp(t, smtp, { TRUST_PROXY: 'true' })
   const { body: account } = await register(app)
-  await forgot(app, account.email, { host: 'evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' })
+  await forgotPassword(app, account.email, { host: 'evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' })
   const mail = await smtp.next(account.email, RESET)
   tokenFrom(mail, APP_URL, '/reset-password')
   t.notOk(`${mail.text}${mail.html}`.includes('evil.example'))
@@ -227,7 +221,7 @@ t.test('SMTP down, then back: the mail arrives later, once; retries back off up 
   await smtp.next(account.email, VERIFY)
   await smtp.stop()
 
-  const res = await forgot(app, account.email)
+  const res = await forgotPassword(app, account.email)
   t.equal(res.statusCode, 202, 'the request does not wait for the mail server')
   await app.mailer.flush()
   const [failed] = (await outboxOf(account.email)).filter(r => r.kind === 'password_reset')

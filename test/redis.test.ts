@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { assertProblem, build, newAccount, register, type TestApp } from './helper.js'
+import { assertProblem, build, login, newAccount, register } from './helper.js'
 import { tcpProxy } from './tcp-proxy.js'
 
 // Redis on the machine (127.0.0.1:6379); every test uses a key prefix of its own.
 const REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const prefix = () => `test:${randomBytes(4).toString('hex')}:`
-const login = (app: TestApp, body: object) => app.inject({ method: 'POST', url: '/login', payload: body })
 
 t.test('two instances on one Redis share the per-IP and per-account counts', async t => {
   const env = { REDIS_URL: REDIS, REDIS_KEY_PREFIX: prefix(), RATE_LIMIT_LOGIN_ACCOUNT: '3', RATE_LIMIT_LOGIN_IP: '5' }

@@ -2,7 +2,7 @@ import { createPrivateKey, sign as edSign } from 'node:crypto'
 import { DrizzleQueryError, sql } from 'drizzle-orm'
 import t from 'tap'
 import type { buildApp as BuildApp } from '../src/app.js'
-import { assertProblem, bearer, build, newAccount, register, rows, testConfig, testDatabase, testKey, type TokenBody } from './helper.js'
+import { assertProblem, stub, bearer, build, newAccount, register, rows, testConfig, testDatabase, testKey, type TokenBody } from './helper.js'
 
 t.test('security headers for a JSON API, no banner', async t => {
   const app = await build(t)
@@ -46,13 +46,12 @@ t.test('no password, hash or token in any log line, at any level, errors include
   const [{ password_hash: hash }] = await rows<{ password_hash: string }>(sql`select password_hash from users where email = ${account.email}`) as [{ password_hash: string }]
 
   // a failed query carries its parameters (the hash among them) in its message: it must not reach the log
-  const transaction = app.db.transaction
-  app.db.transaction = (async () => {
+  const transaction = stub(t, app.db, 'transaction', (async () => {
     throw new DrizzleQueryError('insert into "users" ("id", "email", "password_hash") values ($1, $2, $3)', ['id', account.email, hash],
       Object.assign(new Error('deadlock detected'), { code: '40P01' }))
-  }) as unknown as typeof transaction
+  }) as unknown as typeof app.db.transaction)
   const failed = await app.inject({ method: 'POST', url: '/register', payload: newAccount({ password: account.password.toUpperCase() }) })
-  app.db.transaction = transaction
+  transaction.restore()
   assertProblem(t, failed, 500, 'internal_error')
   t.notMatch(failed.body, /insert|deadlock|argon2/)
 

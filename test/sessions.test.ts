@@ -1,23 +1,10 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { assertProblem, bearer, build, fakeClock, newAccount, register, rows, type TestApp, type TokenBody } from './helper.js'
-
-const list = (app: TestApp, token: string) => app.inject({ url: '/sessions', headers: bearer(token) })
-const revoke = (app: TestApp, token: string, id: string, headers: Record<string, string> = {}) =>
-  app.inject({ method: 'DELETE', url: `/sessions/${id}`, headers: { ...bearer(token), ...headers } })
-const refresh = (app: TestApp, refreshToken: string, headers: Record<string, string> = {}) =>
-  app.inject({ method: 'POST', url: '/refresh', headers, payload: { refreshToken } })
-const me = (app: TestApp, token: string) => app.inject({ url: '/me', headers: bearer(token) })
+import { assertProblem, build, claimsOf, fakeClock, listSessions, me, newAccount, refresh, register, revokeSession, rows, signIn, type TokenBody } from './helper.js'
 
 interface SessionBody { id: string, current: boolean, createdAt: string, lastUsedAt: string, expiresAt: string, rememberMe: boolean, aal: string, userAgent: string | null, ip: string | null }
 const sessionsOf = (res: { json: () => unknown }) => (res.json() as { sessions: SessionBody[] }).sessions
-const sidOf = (accessToken: string) => JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()).sid as string
-
-async function login (app: TestApp, account: { email: string, password: string }, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
-  const res = await app.inject({ method: 'POST', url: '/login', headers, payload: { email: account.email, password: account.password, ...extra } })
-  if (res.statusCode !== 200) throw new Error(`login failed: ${res.body}`)
-  return res.json() as TokenBody
-}
+const sidOf = (accessToken: string) => claimsOf(accessToken).sid as string
 
 t.test('GET /sessions: live sessions newest first, the caller\'s marked, with user agent and IP, never a token', async t => {
   const clock = fakeClock()
@@ -27,10 +14,10 @@ t.test('GET /sessions: live sessions newest first, the caller\'s marked, with us
     method: 'POST', url: '/register', headers: { 'user-agent': 'PhoneApp/1.0', 'x-forwarded-for': '203.0.113.7' }, payload: account,
   })).json() as TokenBody
   clock.advance(1000)
-  const laptop = await login(app, account, { rememberMe: true }, { 'user-agent': 'Laptop/2.0', 'x-forwarded-for': '198.51.100.9' })
+  const laptop = await signIn(app, account, { rememberMe: true }, { 'user-agent': 'Laptop/2.0', 'x-forwarded-for': '198.51.100.9' })
   const stranger = (await register(app)).tokens
 
-  const res = await list(app, laptop.accessToken)
+  const res = await listSessions(app, laptop.accessToken)
   t.equal(res.statusCode, 200)
   t.equal(res.headers['cache-control'], 'no-store')
   const sessions = sessionsOf(res)
@@ -42,12 +29,12 @@ t.test('GET /sessions: live sessions newest first, the caller\'s marked, with us
   t.equal(sessions[0]!.expiresAt, new Date(clock.now() + laptop.refreshExpiresIn * 1000).toISOString(), 'when the refresh token runs out')
   for (const secret of [laptop.refreshToken, phone.refreshToken, laptop.accessToken]) t.notOk(res.body.includes(secret), 'no token in the list')
   t.notOk(/hash/i.test(res.body))
-  t.equal(sessionsOf(await list(app, stranger.accessToken)).length, 1, 'another user sees only their own')
+  t.equal(sessionsOf(await listSessions(app, stranger.accessToken)).length, 1, 'another user sees only their own')
 
   // a refresh is a use: last used, user agent and IP follow it, and the idle limit moves
   clock.advance(60_000)
   const next = (await refresh(app, phone.refreshToken, { 'user-agent': 'PhoneApp/1.1', 'x-forwarded-for': '203.0.113.8' })).json() as TokenBody
-  const [, phoneNow] = sessionsOf(await list(app, next.accessToken))
+  const [, phoneNow] = sessionsOf(await listSessions(app, next.accessToken))
   t.match(phoneNow, { id: sidOf(phone.accessToken), current: true, userAgent: 'PhoneApp/1.1', ip: '203.0.113.8', lastUsedAt: new Date(clock.now()).toISOString() })
   t.equal(phoneNow!.expiresAt, new Date(clock.now() + next.refreshExpiresIn * 1000).toISOString())
 })
@@ -57,8 +44,8 @@ t.test('ended sessions are not listed: signed out, idle-expired, past the absolu
   const app = await build(t, { clock, env: { REFRESH_TOKEN_TTL: '600', SESSION_ABSOLUTE_TTL: '3600' } })
   const account = newAccount()
   const first = (await register(app, account)).tokens
-  const idle = await login(app, account)
-  const signedOut = await login(app, account)
+  const idle = await signIn(app, account)
+  const signedOut = await signIn(app, account)
   t.equal((await app.inject({ method: 'POST', url: '/logout', payload: { refreshToken: signedOut.refreshToken } })).statusCode, 204)
 
   // keep only the first one in use; the idle one runs out after 10 minutes
@@ -67,36 +54,36 @@ t.test('ended sessions are not listed: signed out, idle-expired, past the absolu
     clock.advance(500_000)
     current = (await refresh(app, current.refreshToken)).json() as TokenBody
   }
-  const sessions = sessionsOf(await list(app, current.accessToken))
+  const sessions = sessionsOf(await listSessions(app, current.accessToken))
   t.same(sessions.map(s => s.id), [sidOf(first.accessToken)], 'only the session in use')
   t.not(sidOf(idle.accessToken), sessions[0]!.id)
   // 3000 s after sign-in: the idle limit (600 s) would pass the absolute one (3600 s), so that one is shown
   t.equal(sessions[0]!.expiresAt, new Date(clock.now() - 3_000_000 + 3_600_000).toISOString(), 'the earlier of the idle and absolute limits')
 
   clock.advance(700_000)
-  assertProblem(t, await list(app, current.accessToken), 401, 'invalid_token')
+  assertProblem(t, await listSessions(app, current.accessToken), 401, 'invalid_token')
 })
 
 t.test('DELETE /sessions/{id}: ends that session at once; the others stay', async t => {
   const app = await build(t)
   const account = newAccount()
   const phone = (await register(app, account)).tokens
-  const laptop = await login(app, account)
+  const laptop = await signIn(app, account)
 
-  const res = await revoke(app, laptop.accessToken, sidOf(phone.accessToken))
+  const res = await revokeSession(app, laptop.accessToken, sidOf(phone.accessToken))
   t.equal(res.statusCode, 204)
   t.equal(res.body, '')
   t.equal(res.headers['cache-control'], 'no-store')
   assertProblem(t, await me(app, phone.accessToken), 401, 'session_revoked')
   assertProblem(t, await refresh(app, phone.refreshToken), 401, 'session_revoked')
   t.equal((await me(app, laptop.accessToken)).statusCode, 200)
-  t.same(sessionsOf(await list(app, laptop.accessToken)).map(s => s.id), [sidOf(laptop.accessToken)])
+  t.same(sessionsOf(await listSessions(app, laptop.accessToken)).map(s => s.id), [sidOf(laptop.accessToken)])
   const [row] = await rows<{ revoked_reason: string }>(sql`select revoked_reason from sessions where id = ${sidOf(phone.accessToken)}`)
   t.equal(row!.revoked_reason, 'revoked_by_user')
   t.match(app.logs.join(''), new RegExp(`"audit":"session_revoked".*"userId":"${laptop.user.id}".*"sessionId":"${sidOf(laptop.accessToken)}".*"revokedSessionId":"${sidOf(phone.accessToken)}"`))
   t.notOk(app.logs.join('').includes(phone.refreshToken))
 
-  assertProblem(t, await revoke(app, laptop.accessToken, sidOf(phone.accessToken)), 404, 'not_found')
+  assertProblem(t, await revokeSession(app, laptop.accessToken, sidOf(phone.accessToken)), 404, 'not_found')
 })
 
 t.test('malformed, unknown, ended and other users\' ids are all the same 404, and change nothing', async t => {
@@ -104,14 +91,14 @@ t.test('malformed, unknown, ended and other users\' ids are all the same 404, an
   const mine = (await register(app)).tokens
   const theirs = (await register(app)).tokens
   const ended = (await register(app, newAccount())).tokens
-  const body404 = assertProblem(t, await revoke(app, theirs.accessToken, sidOf(mine.accessToken)), 404, 'not_found')
+  const body404 = assertProblem(t, await revokeSession(app, theirs.accessToken, sidOf(mine.accessToken)), 404, 'not_found')
   for (const id of ['not-a-uuid', '00000000-0000-0000-0000-000000000000', '%E2%80%8B', 'x'.repeat(300), sidOf(ended.accessToken)]) {
-    if (id === sidOf(ended.accessToken)) await revoke(app, ended.accessToken, id)
-    const res = await revoke(app, mine.accessToken, id)
+    if (id === sidOf(ended.accessToken)) await revokeSession(app, ended.accessToken, id)
+    const res = await revokeSession(app, mine.accessToken, id)
     t.same(assertProblem(t, res, 404, 'not_found'), body404, `same answer for ${id.slice(0, 40)}`)
   }
-  assertProblem(t, await revoke(app, mine.accessToken, 'x'.repeat(2000)), 404, 'not_found')
-  const badUrl = await revoke(app, mine.accessToken, '%zz')
+  assertProblem(t, await revokeSession(app, mine.accessToken, 'x'.repeat(2000)), 404, 'not_found')
+  const badUrl = await revokeSession(app, mine.accessToken, '%zz')
   assertProblem(t, badUrl, 400, 'validation_failed')
   t.equal(badUrl.headers['cache-control'], 'no-store', 'router refusals are problems too')
   t.equal((await me(app, mine.accessToken)).statusCode, 200)
@@ -125,7 +112,7 @@ t.test('revoking the current session is a logout (and clears the refresh cookie)
   const res = await app.inject({ method: 'POST', url: '/register', headers: { 'x-auth-mode': 'cookie' }, payload: newAccount() })
   const tokens = res.json() as TokenBody
   const cookie = String(res.headers['set-cookie']).split(';')[0]!
-  const out = await revoke(app, tokens.accessToken, sidOf(tokens.accessToken), { cookie })
+  const out = await revokeSession(app, tokens.accessToken, sidOf(tokens.accessToken), { cookie })
   t.equal(out.statusCode, 204)
   t.match(String(out.headers['set-cookie']), /Max-Age=0/, 'the cookie is cleared')
   assertProblem(t, await me(app, tokens.accessToken), 401, 'session_revoked')
