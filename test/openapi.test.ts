@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { generateOpenApi } from '../scripts/openapi-document.js'
 import { generatePostmanCollection } from '../scripts/postman.js'
+import { build } from './helper.js'
 
 t.test('openapi/openapi.json is what the route schemas generate (run `npm run openapi`)', async t => {
   const committed = readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8')
@@ -34,4 +35,15 @@ t.test('every route documents its statuses with problem+json and examples', asyn
       }
     }
   }
+})
+
+t.test('the served document names the server serving it; the committed one stays as generated', async t => {
+  const app = await build(t)
+  for (const url of ['/openapi.json', '/docs/json']) {
+    const res = await app.inject({ url, headers: { host: 'auth.internal:8443' } })
+    t.equal(res.statusCode, 200, url)
+    t.same(res.json().servers, [{ url: '/', description: 'This server' }], `${url}: "Try it out" calls the server the page came from`)
+  }
+  const committed = JSON.parse(readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8'))
+  t.same(committed.servers, [{ url: 'http://127.0.0.1:3000', description: 'Local development' }])
 })
