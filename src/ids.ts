@@ -3,8 +3,8 @@ import { randomUUID } from 'node:crypto'
 /**
  * A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, version 7, then 74 random bits, so ids sort by
  * creation time and index well. Built on `randomUUID`, which Node serves from a pooled buffer of
- * random bytes: the `uuid` package's v7 asks the system for fresh random values on every call, which
- * showed as ~5 % of the main thread's time in a refresh profile. Not ordered within one millisecond
+ * random bytes (the `uuid` package's v7 asks the system for fresh random values on every call, which
+ * showed in the refresh profile). Not ordered within one millisecond
  * (nothing here relies on that).
  */
 export function uuidv7 (now = Date.now()): string {

@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Transporter } from 'nodemailer'
 import type { Message } from './templates.js'
 
-// nodemailer (~12 MB) is loaded when the first message goes out, not at start.
+// nodemailer is loaded when the first message goes out, not at start (it is not small).
 const lazy = (options: string | object, defaults?: object) => {
   let transporter: Promise<Transporter> | undefined
   return () => (transporter ??= import('nodemailer').then(m => m.default.createTransport(options as never, defaults as never)))

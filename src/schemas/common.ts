@@ -4,7 +4,7 @@ import { problems, toProblem, type ProblemCode } from '../errors.js'
 
 // Response schemas say "string or null" and "one of these strings" as a type list and an enum, not
 // anyOf: fast-json-stringify writes a type list or an enum directly, but for anyOf it runs a validator
-// on every value to pick the branch (~4 µs of every /me, more for the problem codes of each error).
+// on every value to pick the branch (a cost on every /me, more for the problem codes of each error).
 /** `string | null`, as `type: ['string', 'null']` (OpenAPI 3.1) */
 export const nullable = <T extends TString>(schema: T) => Type.Unsafe<string | null>({ ...schema, type: ['string', 'null'] })
 /** One of `values`, as a string enum */
