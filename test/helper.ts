@@ -130,6 +130,8 @@ export interface TokenBody {
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+/** The payload of a JWT, unverified. */
+export const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
 
 /** Asserts an RFC 9457 problem with the given status and code, and returns its body. */
 export function assertProblem (test: Test, res: { statusCode: number, headers: Record<string, unknown>, body: string }, status: number, code: string) {

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import t from 'tap'
-import { liveServer } from './live-server.js'
-import { runReadmeBlock } from './readme.js'
+import { liveServer } from '../live-server.js'
+import { runReadmeBlock } from '../readme.js'
 
 const require = createRequire(import.meta.url)
 const newman = require('newman') as { run: (options: Record<string, unknown>, cb: (err: Error | null, summary: NewmanSummary) => void) => void }
@@ -14,7 +14,7 @@ interface NewmanSummary {
   }
 }
 
-const COLLECTION = new URL('../openapi/auth-api.postman_collection.json', import.meta.url).pathname
+const COLLECTION = new URL('../../openapi/auth-api.postman_collection.json', import.meta.url).pathname
 const runCollection = (baseUrl: string) => new Promise<NewmanSummary>((resolve, reject) => {
   newman.run({ collection: COLLECTION, envVar: [{ key: 'baseUrl', value: baseUrl }], reporters: [] }, (err, s) => (err ? reject(err) : resolve(s)))
 })
