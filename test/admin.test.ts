@@ -1,16 +1,9 @@
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { openDatabase } from '../src/db/client.js'
-import { assertProblem, bearer, build, createServerDatabase, newAccount, register, rows, type TestApp, type TokenBody } from './helper.js'
+import { assertProblem, bearer, build, claims, newAccount, register, rows, type TestApp, type TokenBody } from './helper.js'
 
-const root = new URL('..', import.meta.url).pathname
 const get = (app: TestApp, url: string, token: string) => app.inject({ url, headers: bearer(token) })
 const revokeAll = (app: TestApp, id: string, token: string) => app.inject({ method: 'POST', url: `/admin/users/${id}/revoke-sessions`, headers: bearer(token) })
-const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
 const refresh = async (app: TestApp, refreshToken: string) => (await app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken } })).json() as TokenBody
 
 async function admin (app: TestApp) {
@@ -104,49 +97,4 @@ t.test('POST /admin/users/{id}/revoke-sessions ends every session of that user; 
   for (const id of ['00000000-0000-7000-8000-000000000000', 'not-an-id', 'x'.repeat(300)]) {
     assertProblem(t, await revokeAll(app, id, boss.accessToken), 404, 'not_found')
   }
-})
-
-t.test('npm run user:role grants a role from the command line, and nothing over HTTP can', async t => {
-  let url: string | undefined
-  let dataDir: string | undefined
-  if (process.env.TEST_DATABASE_URL) {
-    url = await createServerDatabase(process.env.TEST_DATABASE_URL)
-  } else {
-    dataDir = mkdtempSync(join(tmpdir(), 'auth-role-'))
-    t.teardown(() => rmSync(dataDir!, { recursive: true, force: true }))
-  }
-  const open = async () => {
-    const handle = await openDatabase({ url, dataDir })
-    await handle.migrate()
-    return handle
-  }
-  const cli = (...args: string[]) => spawnSync('npm', ['run', '-s', 'user:role', '--', ...args], {
-    cwd: root, encoding: 'utf8', env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: url ?? '', DATA_DIR: dataDir ?? '' },
-  })
-
-  // the embedded database is one process's at a time: the app is closed while the command runs
-  let handle = await open()
-  const app = await build(t, { database: handle })
-  const account = newAccount()
-  const { tokens } = await register(app, account)
-  assertProblem(t, await app.inject({ method: 'PATCH', url: '/me', headers: bearer(tokens.accessToken), payload: { role: 'admin' } }), 400, 'validation_failed')
-  await app.close()
-  await handle.close()
-
-  const granted = cli(`  ${account.email.toUpperCase()} `, 'admin')
-  t.equal(granted.status, 0, granted.stderr)
-  t.match(granted.stdout, new RegExp(`"audit":"role_changed","userId":"${tokens.user.id}","role":"admin"`))
-  const unknown = cli('nobody@example.com', 'admin')
-  t.equal(unknown.status, 1)
-  t.match(unknown.stderr, /no account has the email nobody@example\.com/)
-  const usage = cli(account.email, 'root')
-  t.equal(usage.status, 2)
-  t.match(usage.stderr, /usage: npm run user:role -- <email> <user\|admin>/)
-
-  handle = await open()
-  t.teardown(() => handle.close())
-  const again = await build(t, { database: handle })
-  const next = await refresh(again, tokens.refreshToken)
-  t.equal(claims(next.accessToken).role, 'admin')
-  t.equal((await get(again, '/admin/users', next.accessToken)).statusCode, 200)
 })

@@ -10,6 +10,7 @@ import { buildApp } from '../src/app.js'
 import { generateSigningKey, type SigningKey } from '../src/auth/keys.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { openDatabase, type DatabaseHandle } from '../src/db/client.js'
+import { pgliteDatabase } from './pglite.js'
 
 export type Test = import('tap').Test
 
@@ -67,13 +68,13 @@ export async function createServerDatabase (adminUrl: string): Promise<string> {
 }
 
 /**
- * One database per test file (tap runs files in parallel): an in-memory PGlite, or a fresh database
+ * One database per test file (tap runs files in parallel): an embedded PGlite, or a fresh database
  * on the server named by TEST_DATABASE_URL, dropped when the file ends.
  */
 export function testDatabase (): Promise<DatabaseHandle> {
   database ??= (async () => {
     const adminUrl = process.env.TEST_DATABASE_URL
-    const handle = adminUrl ? await openDatabase({ url: await createServerDatabase(adminUrl), max: 4 }) : await openDatabase({})
+    const handle = adminUrl ? await openDatabase({ url: await createServerDatabase(adminUrl), max: 4 }) : await pgliteDatabase()
     // registered after the drop, so it runs before it
     t.teardown(() => handle.close())
     await handle.migrate()
@@ -134,6 +135,8 @@ export interface TokenBody {
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+/** The payload of a JWT, unverified. */
+export const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
 
 /** Asserts an RFC 9457 problem with the given status and code, and returns its body. */
 export function assertProblem (test: Test, res: { statusCode: number, headers: Record<string, unknown>, body: string }, status: number, code: string) {

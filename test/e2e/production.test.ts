@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { request as httpRequest, Agent } from 'node:http'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
-import { generateSigningKey } from '../src/auth/keys.js'
-import { openDatabase } from '../src/db/client.js'
-import { assertProblem, bearer, createServerDatabase, newAccount, testConfig, testKey, type TokenBody } from './helper.js'
-import { liveServer } from './live-server.js'
-import { tcpProxy } from './tcp-proxy.js'
+import { buildApp } from '../../src/app.js'
+import { generateSigningKey } from '../../src/auth/keys.js'
+import { openDatabase } from '../../src/db/client.js'
+import { assertProblem, bearer, createServerDatabase, newAccount, testConfig, testKey, type TokenBody } from '../helper.js'
+import { liveServer } from '../live-server.js'
+import { tcpProxy } from '../tcp-proxy.js'
 
 // Several processes on one database need a database server: these run in the Postgres pass of the suite.
 const ADMIN = process.env.TEST_DATABASE_URL

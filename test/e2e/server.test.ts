@@ -3,8 +3,8 @@ import { mkdtempSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { freePort, kill, liveServer, start } from './live-server.js'
-import { runReadmeBlock } from './readme.js'
+import { freePort, kill, liveServer, start } from '../live-server.js'
+import { runReadmeBlock } from '../readme.js'
 
 t.test('starts with a generated development key, serves the README walkthrough, and stops on SIGTERM', async t => {
   const proc = await liveServer(t)
@@ -46,7 +46,7 @@ t.test('the threadpool preload gives libuv one thread per core, and the server w
     promises.stat('.').then(() => console.log(readdirSync('/proc/self/task').length - before))`
   const poolSize = (args: string[]) => {
     // through env -i: the test runner adds its own preloads to the environment of node children
-    const run = spawnSync('env', ['-i', process.execPath, ...args, '-e', script], { cwd: new URL('..', import.meta.url).pathname })
+    const run = spawnSync('env', ['-i', process.execPath, ...args, '-e', script], { cwd: new URL('../..', import.meta.url).pathname })
     t.equal(run.status, 0, run.stderr.toString())
     return Number(run.stdout.toString().trim())
   }

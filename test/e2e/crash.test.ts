@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import postgres from 'postgres'
 import t from 'tap'
-import { generateSigningKey } from '../src/auth/keys.js'
-import { createServerDatabase, newAccount, type TokenBody } from './helper.js'
-import { liveServer } from './live-server.js'
+import { generateSigningKey } from '../../src/auth/keys.js'
+import { createServerDatabase, newAccount, type TokenBody } from '../helper.js'
+import { liveServer } from '../live-server.js'
 
 const ADMIN = process.env.TEST_DATABASE_URL
 

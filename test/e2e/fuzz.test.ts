@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { build, register, rows, type TestApp } from './helper.js'
+import { build, register, rows, type TestApp } from '../helper.js'
 
 // Hostile input for every route: the answer is a documented success or a 4xx problem, never a 5xx,
 // never a hang, and a refused request writes nothing. FUZZ_RUNS raises the count (npm run fuzz).

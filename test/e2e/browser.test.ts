@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { simpleParser } from 'mailparser'
 import { chromium } from 'playwright-core'
 import t from 'tap'
-import { newAccount } from './helper.js'
-import { liveServer } from './live-server.js'
+import { newAccount } from '../helper.js'
+import { liveServer } from '../live-server.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 
