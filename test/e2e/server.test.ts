@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,6 +10,8 @@ t.test('starts with a generated development key, serves the README walkthrough, 
   const proc = await liveServer(t)
   const { port } = proc
   t.match(proc.output(), /generated a development signing key/)
+  t.match(proc.output(), /generated a development refresh token secret/)
+  t.match(proc.output(), /^\{"level":/m, 'not a terminal: JSON lines')
   t.notMatch(proc.output(), /-----BEGIN [A-Z ]*KEY-----/, 'the key itself is never logged')
   t.notMatch(proc.output(), /UV_THREADPOOL_SIZE is not set/, 'started as npm start does, the pool is sized')
 
@@ -55,4 +57,21 @@ t.test('the threadpool preload gives libuv one thread per core, and the server w
 
   const bare = await liveServer(t, {}, ['--import', 'tsx', 'src/server.ts'])
   t.match(bare.output(), /UV_THREADPOOL_SIZE is not set/, 'started without the preload, it says so')
+})
+
+t.test('in a terminal, development logs are readable lines, not JSON', async t => {
+  const port = await freePort()
+  const dataDir = mkdtempSync(join(tmpdir(), 'auth-data-'))
+  // `script` lends the server a pty, as a developer's terminal would
+  const command = `PORT=${port} DATA_DIR=${dataDir} ${process.execPath} --require ./src/threadpool.cjs --import tsx src/server.ts`
+  const tty = spawn('script', ['-qefc', command, '/dev/null'], {
+    cwd: new URL('../..', import.meta.url).pathname, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  })
+  // the server is a grandchild: end the whole group
+  t.teardown(() => { try { process.kill(-tty.pid!, 'SIGKILL') } catch {} })
+  let output = ''
+  tty.stdout.on('data', d => { output += d })
+  for (let i = 0; i < 600 && !/Server listening/.test(output); i++) await new Promise(resolve => setTimeout(resolve, 100))
+  t.match(output, /INFO.*Server listening/, 'pretty-printed: level names and messages')
+  t.notMatch(output, /\{"level":/, 'no JSON lines')
 })
