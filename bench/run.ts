@@ -1,140 +1,21 @@
 // `npm run bench [-- --quick]`: loads the service and, in the same run, the baselines it is compared with.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import autocannon from 'autocannon'
+import type autocannon from 'autocannon'
 import postgres from 'postgres'
-import { SMTPServer } from 'smtp-server'
 import { uuidv7 } from '../src/ids.js'
 import { generateSigningKey } from '../src/auth/keys.js'
+import {
+  ADMIN, compare, compareMany, CONNECTIONS, currentPhase, DURATION, floorReady, freePort, launch, load, printTable, quick, root, ROUNDS,
+  rssMb, settledRss, sleep, smtpSink, step, waitFor, WARMUP, type Measured,
+} from './harness.js'
 
-const quick = process.argv.includes('--quick')
-// Each comparison warms both sides up, then alternates measured rounds: a slow moment of this shared
-// machine then falls on both, and the medians are compared. One second of warm-up was not enough: the
-// service, with far more code to optimise than a floor, kept speeding up for several seconds.
-const WARMUP = quick ? 1.5 : 5
-const DURATION = quick ? 3 : 4
-const ROUNDS = quick ? 1 : 5
-const CONNECTIONS = 16
-const ADMIN = process.env.PG_ADMIN_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const root = new URL('..', import.meta.url).pathname
-const children: ChildProcess[] = []
-process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
-
-const began = Date.now()
 /** The service's peak RSS in each phase (MB), sampled while it runs. */
 const rssPhases: Record<string, number> = {}
-let phase = 'start'
-/** Progress on stderr, so a slow phase shows where the time goes. */
-const step = (what: string) => {
-  phase = what
-  console.error(`[${((Date.now() - began) / 1000).toFixed(1)} s] ${what}`)
-}
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 const sha = (t: string) => createHash('sha256').update(t).digest('base64url')
-// below the ephemeral range (32768-60999 here), where the loads' own client sockets could already hold a port
-let nextPort = 20_000 + Math.floor(Math.random() * 10_000)
-
-function launch (args: string[], env: Record<string, string>, cwd = root) {
-  const child = spawn(args[0]!, args.slice(1), { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-  children.push(child)
-  let out = ''
-  child.stdout!.on('data', d => { out += d })
-  child.stderr!.on('data', d => { out += d })
-  return { child, output: () => out }
-}
-
-async function waitFor (url: string, timeoutMs = 60_000) {
-  const start = Date.now()
-  while (Date.now() - start < timeoutMs) {
-    try {
-      if ((await fetch(url)).ok) return Date.now() - start
-    } catch {}
-    await sleep(25)
-  }
-  throw new Error(`${url} did not answer`)
-}
-
-/** The floors print 'floor ready' once they listen. */
-async function floorReady (proc: ReturnType<typeof launch>) {
-  for (let i = 0; i < 400; i++) {
-    if (proc.output().includes('floor ready')) return
-    if (proc.child.exitCode !== null) break
-    await sleep(25)
-  }
-  throw new Error(`a floor server did not start:\n${proc.output()}`)
-}
-
-function rssMb (pid: number) {
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
-  return Math.round(kb / 1024)
-}
-
-/** CPU time (user + system, all threads) a process has used, in microseconds. */
-function cpuMicros (pid: number) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 1_000_000 / CLOCK_TICKS
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100
-
-/** RSS once it stops falling: sampled until it has dropped and then held for 3 s, or for `maxMs`; the lowest seen. */
-async function settledRss (pid: number, maxMs: number) {
-  const start = Date.now()
-  const first = rssMb(pid)
-  let low = first
-  let lowSince = Date.now()
-  while (Date.now() - start < maxMs) {
-    await sleep(500)
-    const now = rssMb(pid)
-    if (now < low - 1) { low = now; lowSince = Date.now() }
-    if (low < first - 10 && Date.now() - lowSince >= 3000) break
-  }
-  return { mb: low, seconds: Math.round((lowSince - start) / 1000) + 2 }
-}
-
-interface Load { rps: number, p50: number, p99: number, non2xx: number, errors: number, cpuUsPerRequest?: number }
-/** `pid`: the server's process, whose CPU time per request is reported too (steadier than req/s on a shared machine). */
-async function load (url: string, request: autocannon.Request, options: Partial<autocannon.Options> = {}, duration = DURATION, pid?: number): Promise<Load> {
-  const cpuBefore = pid ? cpuMicros(pid) : 0
-  const result = await autocannon({ url, connections: CONNECTIONS, duration, requests: [request], ...options })
-  const cpu = pid ? { cpuUsPerRequest: Math.round((cpuMicros(pid) - cpuBefore) / Math.max(1, result.requests.total)) } : {}
-  return { rps: Math.round(result.requests.average), p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors, ...cpu }
-}
-
-/** The round with the median rate; its non-2xx count is that of all rounds. */
-function median (rounds: Load[]): Load & { rounds: number[], cpuRounds: number[] } {
-  const sorted = [...rounds].sort((a, b) => a.rps - b.rps)
-  const mid = sorted[Math.floor(sorted.length / 2)]!
-  const cpu = rounds.map(r => r.cpuUsPerRequest ?? 0).sort((a, b) => a - b)
-  return {
-    ...mid,
-    cpuUsPerRequest: cpu[Math.floor(cpu.length / 2)],
-    non2xx: rounds.reduce((n, r) => n + r.non2xx, 0),
-    errors: rounds.reduce((n, r) => n + r.errors, 0),
-    rounds: rounds.map(r => r.rps),
-    cpuRounds: rounds.map(r => r.cpuUsPerRequest ?? 0),
-  }
-}
-
-type Side = { url: string, request: autocannon.Request, options?: Partial<autocannon.Options>, pid?: number }
-/** Ours against its baseline: both warmed up, then ROUNDS alternating measured loads each. */
-async function compare (ours: Side, baseline: Side, warmup = WARMUP, duration = DURATION) {
-  const [oursResult, baselineResult] = await compareMany(ours, [baseline], warmup, duration)
-  return { ours: oursResult!, baseline: baselineResult! }
-}
-
-/** Ours and several baselines in the same rounds (ours, then each baseline), so drift hits every side alike. */
-async function compareMany (ours: Side, baselines: Side[], warmup = WARMUP, duration = DURATION) {
-  const sides = [ours, ...baselines]
-  for (const side of sides) await load(side.url, side.request, side.options, warmup)
-  const results: Load[][] = sides.map(() => [])
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [i, side] of sides.entries()) results[i]!.push(await load(side.url, side.request, side.options, duration, side.pid))
-  }
-  return results.map(median)
-}
 
 async function argon2Ceiling (mode: 'verify' | 'hash') {
   const proc = launch([process.execPath, '--import', 'tsx', 'bench/argon2-ceiling.ts', String(quick ? 2 : DURATION), mode], { UV_THREADPOOL_SIZE: String(cpus().length) })
@@ -168,30 +49,13 @@ const tokenFeeder = (tokens: string[]) => {
   return (req: autocannon.Request) => ({ ...req, body: JSON.stringify({ refreshToken: tokens[i++ % tokens.length] }) })
 }
 
-/** A mail relay that accepts every message and keeps a count, as a production relay would accept them. */
-async function smtpSink () {
-  let received = 0
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData (stream, _session, callback) {
-      stream.resume()
-      stream.on('end', () => { received++; callback() })
-    },
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', () => resolve()))
-  const { port } = server.server.address() as { port: number }
-  return { url: `smtp://127.0.0.1:${port}`, received: () => received, close: () => new Promise<void>(resolve => server.close(() => resolve())) }
-}
-
 async function main () {
   const dbName = `auth_bench_${Date.now()}`
   const admin = postgres(ADMIN, { max: 1, onnotice: () => {} })
   await admin.unsafe(`create database ${dbName}`)
   const dbUrl = Object.assign(new URL(ADMIN), { pathname: `/${dbName}` }).toString()
   const key = generateSigningKey()
-  const port = nextPort++
+  const port = freePort()
   const api = `http://127.0.0.1:${port}`
   const high = '1000000'
   // the service's default pool, and the floors get the same
@@ -231,7 +95,7 @@ async function main () {
   const sampler = setInterval(() => {
     const now = rssMb(service.child.pid!)
     rssPeak = Math.max(rssPeak, now)
-    rssPhases[phase] = Math.max(rssPhases[phase] ?? 0, now)
+    rssPhases[currentPhase()] = Math.max(rssPhases[currentPhase()] ?? 0, now)
   }, 250)
 
   step('register accounts')
@@ -256,18 +120,18 @@ async function main () {
 
   step('/me')
   // /me against its floor
-  const floorMePort = nextPort++
+  const floorMePort = freePort()
   const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem })
   await floorReady(floorMe)
   // The full run also loads, in the same rounds, the floor plus the per-request features the service has
   // and the bare floor has not (logger with the same redaction, per-IP rate limit, CORS, security headers).
-  const floorPlusPort = nextPort++
+  const floorPlusPort = freePort()
   const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem, FLOOR_FEATURES: '1' })
   if (floorPlus) await floorReady(floorPlus)
   const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meRequest, pid: service.child.pid! }, [
     { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! },
     ...(floorPlus ? [{ url: `http://127.0.0.1:${floorPlusPort}`, request: meRequest, pid: floorPlus.child.pid! }] : []),
-  ]) as [ReturnType<typeof median>, ReturnType<typeof median>, ReturnType<typeof median> | undefined]
+  ]) as [Measured, Measured, Measured | undefined]
   floorMe.child.kill('SIGKILL')
   floorPlus?.child.kill('SIGKILL')
   rows.push({ test: 'GET /me', ours: me.rps, baseline: meFloor.rps, ratio: +(me.rps / meFloor.rps).toFixed(2), target: 0.85, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'bare Fastify + same verify + same query', rounds: { ours: me.rounds, baseline: meFloor.rounds }, cpuUsPerRequest: { ours: me.cpuRounds, baseline: meFloor.cpuRounds }, cpuRatio: +(meFloor.cpuUsPerRequest! / me.cpuUsPerRequest!).toFixed(2) })
@@ -277,7 +141,7 @@ async function main () {
 
   step('/refresh')
   // /refresh against the bare rotation transaction, each request a distinct live token
-  const floorRefreshPort = nextPort++
+  const floorRefreshPort = freePort()
   const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], { PORT: String(floorRefreshPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool })
   await floorReady(floorRefresh)
   const refreshRequest = (tokens: string[]): autocannon.Request => ({ method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(tokens) })
@@ -333,7 +197,7 @@ async function main () {
   const startTimes: number[] = []
   const npmStartRss: number[] = []
   for (let i = 0; i < 2; i++) {
-    const p = nextPort++
+    const p = freePort()
     const started = Date.now()
     const proc = launch(['npm', 'start'], { PORT: String(p), DATA_DIR: dataDir, LOG_LEVEL: 'warn', DATABASE_URL: '' })
     await waitFor(`http://127.0.0.1:${p}/health`, 120_000)
@@ -351,7 +215,9 @@ async function main () {
   const memory = { rssAfterStartMb: rssAfterStart, rssIdleMb: idle.mb, rssIdleAfterSeconds: idle.seconds, rssLoadMb: rssLoad, rssPeakByPhaseMb: rssPhases, targets: { idle: '< 120', load: '< 250' }, npmStartFreshMs: startTimes[0], npmStartExistingMs: startTimes[1], npmStartRssMb: npmStartRss.at(-1) }
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version }
   step('done')
-  printTable(rows, memory, machine)
+  printTable(rows, ['test', 'ours', 'baseline', 'ratio', 'target', 'cpuRatio', 'p99', 'non2xx', 'baselineName'],
+    `machine: ${JSON.stringify(machine)}; ${DURATION} s per load, ${CONNECTIONS} connections (req/s; p99 in ms)`)
+  console.log(`memory: ${JSON.stringify(memory)}`)
   console.log(`mail: ${JSON.stringify(mail)}`)
   mkdirSync(new URL('results/', import.meta.url), { recursive: true })
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
@@ -359,18 +225,6 @@ async function main () {
   writeFileSync(new URL(`results/${stamp}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
   writeFileSync(new URL('results/latest.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
   process.exit(0)
-}
-
-function printTable (rows: Record<string, unknown>[], memory: Record<string, unknown>, machine: Record<string, unknown>) {
-  const cols = ['test', 'ours', 'baseline', 'ratio', 'target', 'cpuRatio', 'p99', 'non2xx', 'baselineName']
-  const cell = (v: unknown) => (v === null || v === undefined ? '' : String(v))
-  const width = cols.map(c => Math.max(c.length, ...rows.map(r => cell(r[c]).length)))
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(width[i]!)).join(' | ')
-  console.log(`\nmachine: ${JSON.stringify(machine)}; ${DURATION} s per load, ${CONNECTIONS} connections (req/s; p99 in ms)`)
-  console.log(line(cols))
-  console.log(width.map(w => '-'.repeat(w)).join('-|-'))
-  for (const r of rows) console.log(line(cols.map(c => cell(r[c]))))
-  console.log(`memory: ${JSON.stringify(memory)}`)
 }
 
 await main()
