@@ -2,7 +2,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
+import type postgres from 'postgres'
 import { SMTPServer } from 'smtp-server'
+import type { SigningKey } from '../src/auth/keys.js'
 
 export const quick = process.argv.includes('--quick')
 // Each comparison warms both sides up, then alternates measured rounds: a slow moment of this shared
@@ -157,4 +159,50 @@ export function printTable (rows: Record<string, unknown>[], cols: string[], hea
   console.log(line(cols))
   console.log(width.map(w => '-'.repeat(w)).join('-|-'))
   for (const r of rows) console.log(line(cols.map(c => cell(r[c]))))
+}
+
+/** A fresh database on the machine's Postgres, and how to drop it. */
+export async function createDatabase (admin: postgres.Sql, name: string) {
+  await admin.unsafe(`create database ${name}`)
+  return {
+    url: Object.assign(new URL(ADMIN), { pathname: `/${name}` }).toString(),
+    drop: () => admin.unsafe(`drop database if exists ${name} with (force)`),
+  }
+}
+
+/** The compiled output, as the image runs it (npm start adds tsx's loader, measured separately). */
+export function build () {
+  if (spawnSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' }).status !== 0) throw new Error('build failed')
+}
+
+export interface ServiceOptions { dbUrl: string, pool: string, key: SigningKey, refreshSecret: Buffer, smtpUrl: string }
+/**
+ * The service as the image runs it, in production mode, with rate limits raised out of the loads' way and
+ * the scheduled prune off; resolves once it is ready.
+ */
+export async function startService (o: ServiceOptions) {
+  const port = freePort()
+  const high = '1000000'
+  const proc = launch([process.execPath, '--require', './dist/threadpool.cjs', 'dist/server.js'], {
+    PORT: String(port),
+    DATABASE_URL: o.dbUrl,
+    DATABASE_POOL_SIZE: o.pool,
+    JWT_PRIVATE_KEY: o.key.privatePem,
+    REFRESH_TOKEN_SECRET: o.refreshSecret.toString('base64'),
+    NODE_ENV: 'production',
+    SMTP_URL: o.smtpUrl,
+    APP_URL: 'https://app.example.com',
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_LOGIN_IP: high,
+    RATE_LIMIT_REGISTER_IP: high,
+    RATE_LIMIT_REFRESH_IP: high,
+    RATE_LIMIT_IP: high,
+    RATE_LIMIT_LOGIN_ACCOUNT: high,
+    RATE_LIMIT_FORGOT: high,
+    RATE_LIMIT_FORGOT_IP: high,
+    PRUNE_INTERVAL_SECONDS: '0',
+  })
+  const api = `http://127.0.0.1:${port}`
+  await waitFor(`${api}/ready`).catch((err: unknown) => { console.error(proc.output()); throw err instanceof Error ? err : new Error(String(err)) })
+  return { api, pid: proc.child.pid!, proc }
 }

@@ -1,47 +1,26 @@
 // `npm run bench [-- --quick]`: loads the service and, in the same run, the baselines it is compared with.
 import { spawnSync } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type autocannon from 'autocannon'
 import postgres from 'postgres'
-import { uuidv7 } from '../src/ids.js'
 import { generateSigningKey } from '../src/auth/keys.js'
+import { refreshTokens } from '../src/auth/refresh-tokens.js'
 import {
-  ADMIN, compare, compareMany, CONNECTIONS, currentPhase, DURATION, floorReady, freePort, launch, load, printTable, quick, root, ROUNDS,
-  rssMb, settledRss, sleep, smtpSink, step, waitFor, WARMUP, type Measured,
+  ADMIN, build, compare, compareMany, CONNECTIONS, createDatabase, currentPhase, DURATION, floorReady, freePort, launch, load, printTable, quick, ROUNDS,
+  rssMb, settledRss, sleep, smtpSink, startService, step, waitFor, WARMUP, type Measured,
 } from './harness.js'
+import { seedLiveSessions } from './seed.js'
 
 /** The service's peak RSS in each phase (MB), sampled while it runs. */
 const rssPhases: Record<string, number> = {}
-const sha = (t: string) => createHash('sha256').update(t).digest('base64url')
 
 async function argon2Ceiling (mode: 'verify' | 'hash') {
   const proc = launch([process.execPath, '--import', 'tsx', 'bench/argon2-ceiling.ts', String(quick ? 2 : DURATION), mode], { UV_THREADPOOL_SIZE: String(cpus().length) })
   await new Promise(resolve => proc.child.on('exit', resolve))
   return Math.round(JSON.parse(proc.output().trim().split('\n').pop()!).perSecond)
-}
-
-/** Live refresh tokens written straight to the database: one session each, so the load measures rotation. */
-async function seedRefreshTokens (sql: postgres.Sql, userId: string, count: number) {
-  const tokens: string[] = []
-  const now = new Date()
-  const abs = new Date(now.getTime() + 30 * 86_400_000)
-  for (let done = 0; done < count; done += 2000) {
-    const sessions = []
-    const rows = []
-    for (let i = 0; i < Math.min(2000, count - done); i++) {
-      const sid = uuidv7()
-      const token = randomBytes(32).toString('base64url')
-      tokens.push(token)
-      sessions.push({ id: sid, user_id: userId, remember_me: false, created_at: now, last_used_at: now, absolute_expires_at: abs })
-      rows.push({ id: uuidv7(), session_id: sid, token_hash: sha(token), created_at: now, expires_at: new Date(now.getTime() + 43_200_000) })
-    }
-    await sql`insert into sessions ${sql(sessions)}`
-    await sql`insert into refresh_tokens ${sql(rows)}`
-  }
-  return tokens
 }
 
 const tokenFeeder = (tokens: string[]) => {
@@ -50,40 +29,19 @@ const tokenFeeder = (tokens: string[]) => {
 }
 
 async function main () {
-  const dbName = `auth_bench_${Date.now()}`
   const admin = postgres(ADMIN, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${dbName}`)
-  const dbUrl = Object.assign(new URL(ADMIN), { pathname: `/${dbName}` }).toString()
+  const db = await createDatabase(admin, `auth_bench_${Date.now()}`)
+  const dbUrl = db.url
   const key = generateSigningKey()
-  const port = freePort()
-  const api = `http://127.0.0.1:${port}`
-  const high = '1000000'
+  const refreshSecret = randomBytes(32)
+  const codec = refreshTokens({ current: refreshSecret, previous: [] })
   // the service's default pool, and the floors get the same
   const pool = String(2 * cpus().length)
   const smtp = await smtpSink()
   step('build')
-  // the compiled output, as the image runs it (npm start adds tsx's loader, ~40 MB, measured separately below)
-  if (spawnSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' }).status !== 0) throw new Error('build failed')
+  build()
   step('start service')
-  const service = launch([process.execPath, '--require', './dist/threadpool.cjs', 'dist/server.js'], {
-    PORT: String(port),
-    DATABASE_URL: dbUrl,
-    DATABASE_POOL_SIZE: pool,
-    JWT_PRIVATE_KEY: key.privatePem,
-    NODE_ENV: 'production',
-    SMTP_URL: smtp.url,
-    APP_URL: 'https://app.example.com',
-    LOG_LEVEL: 'warn',
-    RATE_LIMIT_LOGIN_IP: high,
-    RATE_LIMIT_REGISTER_IP: high,
-    RATE_LIMIT_REFRESH_IP: high,
-    RATE_LIMIT_IP: high,
-    RATE_LIMIT_LOGIN_ACCOUNT: high,
-    RATE_LIMIT_FORGOT: high,
-    RATE_LIMIT_FORGOT_IP: high,
-    PRUNE_INTERVAL_SECONDS: '0',
-  })
-  await waitFor(`${api}/ready`).catch((err: unknown) => { console.error(service.output()); throw err instanceof Error ? err : new Error(String(err)) })
+  const { api, proc: service } = await startService({ dbUrl, pool, key, refreshSecret, smtpUrl: smtp.url })
   // Idle, before any request but the readiness check. Right after start V8 still holds the young
   // generation that compiling the schemas grew (up to 32 MB); its memory reducer returns it after some
   // seconds without allocation. The full run waits for that (up to 30 s), the quick one does not.
@@ -109,8 +67,8 @@ async function main () {
   step('seed tokens')
   // enough for every warm-up and round of each side at up to 4,000 rotations a second
   const perRun = (WARMUP + ROUNDS * DURATION) * 4000
-  const ourTokens = await seedRefreshTokens(sql, users[0]!.user.id, perRun)
-  const floorTokens = await seedRefreshTokens(sql, users[1]!.user.id, perRun)
+  const ourTokens = await seedLiveSessions(sql, codec, users[0]!.user.id, perRun)
+  const floorTokens = await seedLiveSessions(sql, codec, users[1]!.user.id, perRun)
   // fresh planner statistics, and no autovacuum of the seeded tables starting during a measurement
   await sql`vacuum analyze`
 
@@ -142,14 +100,22 @@ async function main () {
   step('/refresh')
   // /refresh against the bare rotation transaction, each request a distinct live token
   const floorRefreshPort = freePort()
-  const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], { PORT: String(floorRefreshPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool })
+  const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], {
+    PORT: String(floorRefreshPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PRIVATE_KEY: key.privatePem, REFRESH_TOKEN_SECRET: refreshSecret.toString('base64'),
+  })
   await floorReady(floorRefresh)
+  // both refuse a token whose MAC does not match
+  const forged = `${ourTokens[0]!.slice(0, -2)}${ourTokens[0]!.endsWith('AA') ? 'BA' : 'AA'}`
+  for (const url of [api, `http://127.0.0.1:${floorRefreshPort}`]) {
+    const res = await fetch(`${url}/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: forged }) })
+    if (res.status !== 401) throw new Error(`${url}/refresh answered a forged token with ${res.status}`)
+  }
   const refreshRequest = (tokens: string[]): autocannon.Request => ({ method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(tokens) })
   const { ours: refresh, baseline: refreshFloor } = await compare(
     { url: api, request: refreshRequest(ourTokens), pid: service.child.pid! },
     { url: `http://127.0.0.1:${floorRefreshPort}`, request: refreshRequest(floorTokens), pid: floorRefresh.child.pid! })
   floorRefresh.child.kill('SIGKILL')
-  rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'lock + spend + insert via postgres.js', rounds: { ours: refresh.rounds, baseline: refreshFloor.rounds }, cpuUsPerRequest: { ours: refresh.cpuRounds, baseline: refreshFloor.cpuRounds }, cpuRatio: +(refreshFloor.cpuUsPerRequest! / refresh.cpuUsPerRequest!).toFixed(2) })
+  rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'MAC + one UPDATE … RETURNING + sign', rounds: { ours: refresh.rounds, baseline: refreshFloor.rounds }, cpuUsPerRequest: { ours: refresh.cpuRounds, baseline: refreshFloor.cpuRounds }, cpuRatio: +(refreshFloor.cpuUsPerRequest! / refresh.cpuUsPerRequest!).toFixed(2) })
 
   step('/login')
   // /login against raw argon2id verification on every core, with /me latency probed during the storm
@@ -209,7 +175,7 @@ async function main () {
     await new Promise(resolve => proc.child.on('exit', resolve))
   }
 
-  await admin.unsafe(`drop database if exists ${dbName} with (force)`)
+  await db.drop()
   await admin.end()
 
   const memory = { rssAfterStartMb: rssAfterStart, rssIdleMb: idle.mb, rssIdleAfterSeconds: idle.seconds, rssLoadMb: rssLoad, rssPeakByPhaseMb: rssPhases, targets: { idle: '< 120', load: '< 250' }, npmStartFreshMs: startTimes[0], npmStartExistingMs: startTimes[1], npmStartRssMb: npmStartRss.at(-1) }
