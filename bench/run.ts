@@ -1,4 +1,5 @@
 // `npm run bench [-- --quick]`: loads the service and, in the same run, the baselines it is compared with.
+// `npm run bench -- --scale` instead compares the service on a million users with itself on the small dataset (bench/scale.ts).
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
@@ -12,6 +13,7 @@ import {
   ADMIN, build, compare, compareMany, CONNECTIONS, createDatabase, currentPhase, DURATION, floorReady, freePort, launch, load, printTable, quick, ROUNDS,
   rssMb, settledRss, sleep, smtpSink, startService, step, waitFor, WARMUP, type Measured,
 } from './harness.js'
+import { loginRequest, meRequest, REFRESH_TOKENS_PER_SIDE, refreshRequest, registerAccounts } from './requests.js'
 import { seedLiveSessions } from './seed.js'
 
 /** The service's peak RSS in each phase (MB), sampled while it runs. */
@@ -21,11 +23,6 @@ async function argon2Ceiling (mode: 'verify' | 'hash') {
   const proc = launch([process.execPath, '--import', 'tsx', 'bench/argon2-ceiling.ts', String(quick ? 2 : DURATION), mode], { UV_THREADPOOL_SIZE: String(cpus().length) })
   await new Promise(resolve => proc.child.on('exit', resolve))
   return Math.round(JSON.parse(proc.output().trim().split('\n').pop()!).perSecond)
-}
-
-const tokenFeeder = (tokens: string[]) => {
-  let i = 0
-  return (req: autocannon.Request) => ({ ...req, body: JSON.stringify({ refreshToken: tokens[i++ % tokens.length] }) })
 }
 
 async function main () {
@@ -57,23 +54,15 @@ async function main () {
   }, 250)
 
   step('register accounts')
-  // accounts and their access tokens
-  const users = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
-    const body = { email: `bench${i}@example.com`, password: `a long bench passphrase ${i}` }
-    const res = await fetch(`${api}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    return { ...body, ...(await res.json() as { accessToken: string, user: { id: string } }) }
-  }))
+  const users = await registerAccounts(api, 40)
   const sql = postgres(dbUrl, { max: 4, onnotice: () => {} })
   step('seed tokens')
-  // enough for every warm-up and round of each side at up to 4,000 rotations a second
-  const perRun = (WARMUP + ROUNDS * DURATION) * 4000
-  const ourTokens = await seedLiveSessions(sql, codec, users[0]!.user.id, perRun)
-  const floorTokens = await seedLiveSessions(sql, codec, users[1]!.user.id, perRun)
+  const ourTokens = await seedLiveSessions(sql, codec, users[0]!.user.id, REFRESH_TOKENS_PER_SIDE)
+  const floorTokens = await seedLiveSessions(sql, codec, users[1]!.user.id, REFRESH_TOKENS_PER_SIDE)
   // fresh planner statistics, and no autovacuum of the seeded tables starting during a measurement
   await sql`vacuum analyze`
 
-  let a = 0
-  const meRequest: autocannon.Request = { method: 'GET', path: '/me', setupRequest: req => ({ ...req, headers: { authorization: `Bearer ${users[a++ % users.length]!.accessToken}` } }) }
+  const meLoad = meRequest(users.map(u => u.accessToken))
   const rows: Record<string, unknown>[] = []
 
   step('/me')
@@ -86,9 +75,9 @@ async function main () {
   const floorPlusPort = freePort()
   const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem, FLOOR_FEATURES: '1' })
   if (floorPlus) await floorReady(floorPlus)
-  const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meRequest, pid: service.child.pid! }, [
-    { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! },
-    ...(floorPlus ? [{ url: `http://127.0.0.1:${floorPlusPort}`, request: meRequest, pid: floorPlus.child.pid! }] : []),
+  const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meLoad, pid: service.child.pid! }, [
+    { url: `http://127.0.0.1:${floorMePort}`, request: meLoad, pid: floorMe.child.pid! },
+    ...(floorPlus ? [{ url: `http://127.0.0.1:${floorPlusPort}`, request: meLoad, pid: floorPlus.child.pid! }] : []),
   ]) as [Measured, Measured, Measured | undefined]
   floorMe.child.kill('SIGKILL')
   floorPlus?.child.kill('SIGKILL')
@@ -110,7 +99,6 @@ async function main () {
     const res = await fetch(`${url}/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: forged }) })
     if (res.status !== 401) throw new Error(`${url}/refresh answered a forged token with ${res.status}`)
   }
-  const refreshRequest = (tokens: string[]): autocannon.Request => ({ method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(tokens) })
   const { ours: refresh, baseline: refreshFloor } = await compare(
     { url: api, request: refreshRequest(ourTokens), pid: service.child.pid! },
     { url: `http://127.0.0.1:${floorRefreshPort}`, request: refreshRequest(floorTokens), pid: floorRefresh.child.pid! })
@@ -120,12 +108,11 @@ async function main () {
   step('/login')
   // /login against raw argon2id verification on every core, with /me latency probed during the storm
   const verifyCeiling = await argon2Ceiling('verify')
-  let l = 0
-  const loginRequest: autocannon.Request = { method: 'POST', path: '/login', headers: { 'content-type': 'application/json' }, setupRequest: req => { const u = users[l++ % users.length]!; return { ...req, body: JSON.stringify({ email: u.email, password: u.password }) } } }
-  await load(api, loginRequest, { connections: 8 }, 1)
+  const loginLoad = loginRequest(users.map(u => u.account))
+  await load(api, loginLoad, { connections: 8 }, 1)
   const [login, probe] = await Promise.all([
-    load(api, loginRequest, { connections: 8 }),
-    load(api, meRequest, { connections: 1, overallRate: 50 }),
+    load(api, loginLoad, { connections: 8 }),
+    load(api, meLoad, { connections: 1, overallRate: 50 }),
   ])
   rows.push({ test: 'POST /login', ours: login.rps, baseline: verifyCeiling, ratio: +(login.rps / verifyCeiling).toFixed(2), target: 0.9, p99: login.p99, non2xx: login.non2xx + login.errors, baselineName: 'argon2id verify, all cores' })
   rows.push({ test: 'GET /me during login storm', ours: probe.rps, baseline: null, ratio: null, target: 'p99 < 50 ms', p99: probe.p99, non2xx: probe.non2xx + probe.errors, baselineName: '50 req/s probe' })
@@ -144,7 +131,7 @@ async function main () {
   let k = 0
   const { ours: forgotUnknown, baseline: forgotKnown } = await compare(
     { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: `nobody${k++}.${randomBytes(3).toString('hex')}@example.com` }) }) } },
-    { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.email }) }) } },
+    { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.account.email }) }) } },
     1, quick ? 2 : DURATION)
   rows.push({ test: 'POST /password/forgot', ours: forgotUnknown.rps, baseline: forgotKnown.rps, ratio: +(forgotUnknown.rps / forgotKnown.rps).toFixed(2), target: '≈ 1', p99: `${forgotUnknown.p99} vs ${forgotKnown.p99}`, non2xx: forgotUnknown.non2xx + forgotUnknown.errors + forgotKnown.non2xx + forgotKnown.errors, baselineName: `unknown vs known address (p50 ${forgotUnknown.p50} vs ${forgotKnown.p50} ms)` })
 
@@ -193,4 +180,10 @@ async function main () {
   process.exit(0)
 }
 
-await main()
+if (process.argv.includes('--scale')) {
+  if (quick) throw new Error('--scale is a run of its own, not part of --quick')
+  const { scaleRun } = await import('./scale.js')
+  await scaleRun()
+} else {
+  await main()
+}
