@@ -70,7 +70,7 @@ export function rssMb (pid: number) {
 }
 
 /** CPU time (user + system, all threads) a process has used, in microseconds. */
-function cpuMicros (pid: number) {
+export function cpuMicros (pid: number) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
   return (Number(fields[11]) + Number(fields[12])) * 1_000_000 / CLOCK_TICKS
 }

@@ -9,7 +9,9 @@ import { generateSigningKey } from '../src/auth/keys.js'
 import { hashPassword } from '../src/auth/passwords.js'
 import { refreshTokens } from '../src/auth/refresh-tokens.js'
 import { accessTokenSigner, type SessionClaims } from './access-token.js'
-import { ADMIN, build, compare, CONNECTIONS, createDatabase, DURATION, printTable, ROUNDS, smtpSink, startService, step, WARMUP, type Measured, type Side } from './harness.js'
+import {
+  ADMIN, build, compare, CONNECTIONS, cpuMicros, createDatabase, DURATION, printTable, ROUNDS, sleep, smtpSink, startService, step, WARMUP, type Measured, type Side,
+} from './harness.js'
 import { loginRequest, meRequest, REFRESH_TOKENS_PER_SIDE, refreshRequest, registerAccounts, type Account } from './requests.js'
 import { populationEmail, seedLiveSessions, seedPopulation } from './seed.js'
 
@@ -22,6 +24,38 @@ const PASSWORD = 'a long bench passphrase for the million'
 /** Claims of `sessions`' live sessions and their users, as the service would sign them. */
 const CLAIMS = `select s.user_id as sub, s.id as sid, u.role, u.email_verified_at is not null as email_verified, s.aal, s.amr
   from sessions s join users u on u.id = s.user_id`
+
+/**
+ * What Postgres has done for one database so far: the CPU time of the service's connections, commits, blocks
+ * found in shared_buffers and read from outside them, and updates of sessions rows (HOT: without new index entries).
+ */
+async function postgresCounters (sql: postgres.Sql) {
+  const [db] = await sql<{ commits: number, hits: number, reads: number }[]>`
+    select xact_commit::float8 as commits, blks_hit::float8 as hits, blks_read::float8 as reads from pg_stat_database where datname = current_database()`
+  const [table] = await sql<{ updates: number, hot: number }[]>`
+    select n_tup_upd::float8 as updates, n_tup_hot_upd::float8 as hot from pg_stat_user_tables where relname = 'sessions'`
+  const backends = await sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and application_name = 'auth-api'`
+  const cpu = new Map<number, number>()
+  for (const { pid } of backends) {
+    try { cpu.set(pid, cpuMicros(pid)) } catch {}
+  }
+  return { ...db!, ...table!, cpu }
+}
+type Counters = Awaited<ReturnType<typeof postgresCounters>>
+
+/** Per commit between two readings; CPU over the connections present at both. */
+function perCommit (before: Counters, after: Counters) {
+  const commits = Math.max(1, after.commits - before.commits)
+  let cpu = 0
+  for (const [pid, us] of after.cpu) cpu += us - (before.cpu.get(pid) ?? us)
+  const updates = after.updates - before.updates
+  return {
+    cpuUs: Math.round(cpu / commits),
+    hits: +((after.hits - before.hits) / commits).toFixed(1),
+    reads: +((after.reads - before.reads) / commits).toFixed(2),
+    hotUpdates: updates > 0 ? +((after.hot - before.hot) / updates).toFixed(2) : null,
+  }
+}
 
 export async function scaleRun () {
   const admin = postgres(ADMIN, { max: 1, onnotice: () => {} })
@@ -76,22 +110,27 @@ async function measure (smallUrl: string, largeUrl: string) {
   const largeClaims = await largeSql.unsafe<SessionClaims[]>(`${CLAIMS} order by random() limit $1`, [ME_SESSIONS])
   const largeRefresh = (await largeSql<{ id: string }[]>`select id from sessions order by random() limit ${REFRESH_TOKENS_PER_SIDE}`).map(r => codec.issue(r.id, 0))
   const largeAccounts: Account[] = Array.from({ length: LOGIN_ACCOUNTS }, () => ({ email: populationEmail(1 + Math.floor(Math.random() * POPULATION)), password: PASSWORD }))
-  await smallSql.end()
-  await largeSql.end()
 
   const sides = (request: (dataset: 'small' | 'large') => Side['request'], options?: Side['options']): [Side, Side] => [
     { url: large.api, request: request('large'), pid: large.pid, ...(options ? { options } : {}) },
     { url: small.api, request: request('small'), pid: small.pid, ...(options ? { options } : {}) },
   ]
-  const results: [string, { ours: Measured, baseline: Measured }][] = []
-  step('/me')
-  results.push(['GET /me', await compare(...sides(d => meRequest((d === 'large' ? largeClaims : smallClaims).map(sign))))])
-  step('/refresh')
-  results.push(['POST /refresh', await compare(...sides(d => refreshRequest(d === 'large' ? largeRefresh : smallRefresh)))])
-  step('/login')
-  results.push(['POST /login', await compare(...sides(d => loginRequest(d === 'large' ? largeAccounts : users.map(u => u.account)), { connections: 8 }))])
+  const results: [string, { ours: Measured, baseline: Measured }, { large: ReturnType<typeof perCommit>, small: ReturnType<typeof perCommit> }][] = []
+  // Postgres's share, read around each comparison: a backend reports its counters within 10 s of going idle
+  const measured = async (test: string, ...pair: [Side, Side]) => {
+    step(test)
+    const before = { large: await postgresCounters(largeSql), small: await postgresCounters(smallSql) }
+    const result = await compare(...pair)
+    await sleep(11_000)
+    results.push([test, result, { large: perCommit(before.large, await postgresCounters(largeSql)), small: perCommit(before.small, await postgresCounters(smallSql)) }])
+  }
+  await measured('GET /me', ...sides(d => meRequest((d === 'large' ? largeClaims : smallClaims).map(sign))))
+  await measured('POST /refresh', ...sides(d => refreshRequest(d === 'large' ? largeRefresh : smallRefresh)))
+  await measured('POST /login', ...sides(d => loginRequest(d === 'large' ? largeAccounts : users.map(u => u.account)), { connections: 8 }))
+  await smallSql.end()
+  await largeSql.end()
 
-  const rows = results.map(([test, { ours: l, baseline: s }]) => ({
+  const rows = results.map(([test, { ours: l, baseline: s }, pg]) => ({
     test,
     large: l.rps,
     small: s.rps,
@@ -102,6 +141,10 @@ async function measure (smallUrl: string, largeUrl: string) {
     non2xx: l.non2xx + l.errors + s.non2xx + s.errors,
     rounds: { large: l.rounds, small: s.rounds },
     cpuRounds: { large: l.cpuRounds, small: s.cpuRounds },
+    postgresPerCommit: pg,
+    pgCpuUs: `${pg.large.cpuUs} vs ${pg.small.cpuUs}`,
+    blocksReadHit: `${pg.large.reads}/${pg.large.hits} vs ${pg.small.reads}/${pg.small.hits}`,
+    hotUpdates: pg.large.hotUpdates === null ? null : `${pg.large.hotUpdates} vs ${pg.small.hotUpdates}`,
   }))
   small.proc.child.kill('SIGTERM')
   large.proc.child.kill('SIGTERM')
@@ -112,6 +155,8 @@ async function measure (smallUrl: string, largeUrl: string) {
   step('done')
   printTable(rows, ['test', 'large', 'small', 'ratio', 'target', 'cpuUsPerRequest', 'p99', 'non2xx'],
     `machine: ${JSON.stringify(machine)}; ${DURATION} s per load, ${CONNECTIONS} connections (8 for /login); req/s, CPU µs per request and p99 ms, large vs small`)
+  printTable(rows, ['test', 'pgCpuUs', 'blocksReadHit', 'hotUpdates'],
+    'Postgres per commit, large vs small: CPU µs of the service\'s connections, blocks read from outside shared_buffers / found in them, share of sessions updates that were HOT')
   console.log(`large dataset: ${JSON.stringify(dataset)}`)
   mkdirSync(new URL('results/', import.meta.url), { recursive: true })
   const result = { date: new Date().toISOString(), scale: true, durationSeconds: DURATION, warmupSeconds: WARMUP, rounds: ROUNDS, connections: CONNECTIONS, machine, dataset, rows }
