@@ -55,7 +55,8 @@ type Counters = Awaited<ReturnType<typeof postgresCounters>>
 function perCommit (before: Counters, after: Counters) {
   const commits = Math.max(1, after.commits - before.commits)
   let cpu = 0
-  for (const [pid, us] of after.cpu) cpu += us - (before.cpu.get(pid) ?? us)
+  // a connection opened during the load (the pool opens them as needed) counts from its start
+  for (const [pid, us] of after.cpu) cpu += us - (before.cpu.get(pid) ?? 0)
   const updates = after.updates - before.updates
   return {
     cpuUs: Math.round(cpu / commits),
