@@ -1,140 +1,23 @@
 // `npm run bench [-- --quick]`: loads the service and, in the same run, the baselines it is compared with.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+// `npm run bench -- --scale` instead compares the service on a million users with itself on the small dataset (bench/scale.ts).
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import autocannon from 'autocannon'
+import type autocannon from 'autocannon'
 import postgres from 'postgres'
-import { SMTPServer } from 'smtp-server'
-import { uuidv7 } from '../src/ids.js'
 import { generateSigningKey } from '../src/auth/keys.js'
+import { refreshTokens } from '../src/auth/refresh-tokens.js'
+import {
+  ADMIN, build, compare, compareMany, CONNECTIONS, createDatabase, currentPhase, DURATION, floorReady, freePort, launch, load, printTable, quick, ROUNDS,
+  rssMb, settledRss, sleep, smtpSink, startService, step, waitFor, WARMUP, type Measured,
+} from './harness.js'
+import { loginRequest, meRequest, REFRESH_TOKENS_PER_SIDE, refreshRequest, registerAccounts } from './requests.js'
+import { seedLiveSessions } from './seed.js'
 
-const quick = process.argv.includes('--quick')
-// Each comparison warms both sides up, then alternates measured rounds: a slow moment of this shared
-// machine then falls on both, and the medians are compared. One second of warm-up was not enough: the
-// service, with far more code to optimise than a floor, kept speeding up for several seconds.
-const WARMUP = quick ? 1.5 : 5
-const DURATION = quick ? 3 : 4
-const ROUNDS = quick ? 1 : 5
-const CONNECTIONS = 16
-const ADMIN = process.env.PG_ADMIN_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const root = new URL('..', import.meta.url).pathname
-const children: ChildProcess[] = []
-process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
-
-const began = Date.now()
 /** The service's peak RSS in each phase (MB), sampled while it runs. */
 const rssPhases: Record<string, number> = {}
-let phase = 'start'
-/** Progress on stderr, so a slow phase shows where the time goes. */
-const step = (what: string) => {
-  phase = what
-  console.error(`[${((Date.now() - began) / 1000).toFixed(1)} s] ${what}`)
-}
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
-const sha = (t: string) => createHash('sha256').update(t).digest('base64url')
-// below the ephemeral range (32768-60999 here), where the loads' own client sockets could already hold a port
-let nextPort = 20_000 + Math.floor(Math.random() * 10_000)
-
-function launch (args: string[], env: Record<string, string>, cwd = root) {
-  const child = spawn(args[0]!, args.slice(1), { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-  children.push(child)
-  let out = ''
-  child.stdout!.on('data', d => { out += d })
-  child.stderr!.on('data', d => { out += d })
-  return { child, output: () => out }
-}
-
-async function waitFor (url: string, timeoutMs = 60_000) {
-  const start = Date.now()
-  while (Date.now() - start < timeoutMs) {
-    try {
-      if ((await fetch(url)).ok) return Date.now() - start
-    } catch {}
-    await sleep(25)
-  }
-  throw new Error(`${url} did not answer`)
-}
-
-/** The floors print 'floor ready' once they listen. */
-async function floorReady (proc: ReturnType<typeof launch>) {
-  for (let i = 0; i < 400; i++) {
-    if (proc.output().includes('floor ready')) return
-    if (proc.child.exitCode !== null) break
-    await sleep(25)
-  }
-  throw new Error(`a floor server did not start:\n${proc.output()}`)
-}
-
-function rssMb (pid: number) {
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
-  return Math.round(kb / 1024)
-}
-
-/** CPU time (user + system, all threads) a process has used, in microseconds. */
-function cpuMicros (pid: number) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 1_000_000 / CLOCK_TICKS
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100
-
-/** RSS once it stops falling: sampled until it has dropped and then held for 3 s, or for `maxMs`; the lowest seen. */
-async function settledRss (pid: number, maxMs: number) {
-  const start = Date.now()
-  const first = rssMb(pid)
-  let low = first
-  let lowSince = Date.now()
-  while (Date.now() - start < maxMs) {
-    await sleep(500)
-    const now = rssMb(pid)
-    if (now < low - 1) { low = now; lowSince = Date.now() }
-    if (low < first - 10 && Date.now() - lowSince >= 3000) break
-  }
-  return { mb: low, seconds: Math.round((lowSince - start) / 1000) + 2 }
-}
-
-interface Load { rps: number, p50: number, p99: number, non2xx: number, errors: number, cpuUsPerRequest?: number }
-/** `pid`: the server's process, whose CPU time per request is reported too (steadier than req/s on a shared machine). */
-async function load (url: string, request: autocannon.Request, options: Partial<autocannon.Options> = {}, duration = DURATION, pid?: number): Promise<Load> {
-  const cpuBefore = pid ? cpuMicros(pid) : 0
-  const result = await autocannon({ url, connections: CONNECTIONS, duration, requests: [request], ...options })
-  const cpu = pid ? { cpuUsPerRequest: Math.round((cpuMicros(pid) - cpuBefore) / Math.max(1, result.requests.total)) } : {}
-  return { rps: Math.round(result.requests.average), p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors, ...cpu }
-}
-
-/** The round with the median rate; its non-2xx count is that of all rounds. */
-function median (rounds: Load[]): Load & { rounds: number[], cpuRounds: number[] } {
-  const sorted = [...rounds].sort((a, b) => a.rps - b.rps)
-  const mid = sorted[Math.floor(sorted.length / 2)]!
-  const cpu = rounds.map(r => r.cpuUsPerRequest ?? 0).sort((a, b) => a - b)
-  return {
-    ...mid,
-    cpuUsPerRequest: cpu[Math.floor(cpu.length / 2)],
-    non2xx: rounds.reduce((n, r) => n + r.non2xx, 0),
-    errors: rounds.reduce((n, r) => n + r.errors, 0),
-    rounds: rounds.map(r => r.rps),
-    cpuRounds: rounds.map(r => r.cpuUsPerRequest ?? 0),
-  }
-}
-
-type Side = { url: string, request: autocannon.Request, options?: Partial<autocannon.Options>, pid?: number }
-/** Ours against its baseline: both warmed up, then ROUNDS alternating measured loads each. */
-async function compare (ours: Side, baseline: Side, warmup = WARMUP, duration = DURATION) {
-  const [oursResult, baselineResult] = await compareMany(ours, [baseline], warmup, duration)
-  return { ours: oursResult!, baseline: baselineResult! }
-}
-
-/** Ours and several baselines in the same rounds (ours, then each baseline), so drift hits every side alike. */
-async function compareMany (ours: Side, baselines: Side[], warmup = WARMUP, duration = DURATION) {
-  const sides = [ours, ...baselines]
-  for (const side of sides) await load(side.url, side.request, side.options, warmup)
-  const results: Load[][] = sides.map(() => [])
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [i, side] of sides.entries()) results[i]!.push(await load(side.url, side.request, side.options, duration, side.pid))
-  }
-  return results.map(median)
-}
 
 async function argon2Ceiling (mode: 'verify' | 'hash') {
   const proc = launch([process.execPath, '--import', 'tsx', 'bench/argon2-ceiling.ts', String(quick ? 2 : DURATION), mode], { UV_THREADPOOL_SIZE: String(cpus().length) })
@@ -142,84 +25,20 @@ async function argon2Ceiling (mode: 'verify' | 'hash') {
   return Math.round(JSON.parse(proc.output().trim().split('\n').pop()!).perSecond)
 }
 
-/** Live refresh tokens written straight to the database: one session each, so the load measures rotation. */
-async function seedRefreshTokens (sql: postgres.Sql, userId: string, count: number) {
-  const tokens: string[] = []
-  const now = new Date()
-  const abs = new Date(now.getTime() + 30 * 86_400_000)
-  for (let done = 0; done < count; done += 2000) {
-    const sessions = []
-    const rows = []
-    for (let i = 0; i < Math.min(2000, count - done); i++) {
-      const sid = uuidv7()
-      const token = randomBytes(32).toString('base64url')
-      tokens.push(token)
-      sessions.push({ id: sid, user_id: userId, remember_me: false, created_at: now, last_used_at: now, absolute_expires_at: abs })
-      rows.push({ id: uuidv7(), session_id: sid, token_hash: sha(token), created_at: now, expires_at: new Date(now.getTime() + 43_200_000) })
-    }
-    await sql`insert into sessions ${sql(sessions)}`
-    await sql`insert into refresh_tokens ${sql(rows)}`
-  }
-  return tokens
-}
-
-const tokenFeeder = (tokens: string[]) => {
-  let i = 0
-  return (req: autocannon.Request) => ({ ...req, body: JSON.stringify({ refreshToken: tokens[i++ % tokens.length] }) })
-}
-
-/** A mail relay that accepts every message and keeps a count, as a production relay would accept them. */
-async function smtpSink () {
-  let received = 0
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData (stream, _session, callback) {
-      stream.resume()
-      stream.on('end', () => { received++; callback() })
-    },
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', () => resolve()))
-  const { port } = server.server.address() as { port: number }
-  return { url: `smtp://127.0.0.1:${port}`, received: () => received, close: () => new Promise<void>(resolve => server.close(() => resolve())) }
-}
-
 async function main () {
-  const dbName = `auth_bench_${Date.now()}`
   const admin = postgres(ADMIN, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${dbName}`)
-  const dbUrl = Object.assign(new URL(ADMIN), { pathname: `/${dbName}` }).toString()
+  const db = await createDatabase(admin, `auth_bench_${Date.now()}`)
+  const dbUrl = db.url
   const key = generateSigningKey()
-  const port = nextPort++
-  const api = `http://127.0.0.1:${port}`
-  const high = '1000000'
+  const refreshSecret = randomBytes(32)
+  const codec = refreshTokens({ current: refreshSecret, previous: [] })
   // the service's default pool, and the floors get the same
   const pool = String(2 * cpus().length)
   const smtp = await smtpSink()
   step('build')
-  // the compiled output, as the image runs it (npm start adds tsx's loader, ~40 MB, measured separately below)
-  if (spawnSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' }).status !== 0) throw new Error('build failed')
+  build()
   step('start service')
-  const service = launch([process.execPath, '--require', './dist/threadpool.cjs', 'dist/server.js'], {
-    PORT: String(port),
-    DATABASE_URL: dbUrl,
-    DATABASE_POOL_SIZE: pool,
-    JWT_PRIVATE_KEY: key.privatePem,
-    NODE_ENV: 'production',
-    SMTP_URL: smtp.url,
-    APP_URL: 'https://app.example.com',
-    LOG_LEVEL: 'warn',
-    RATE_LIMIT_LOGIN_IP: high,
-    RATE_LIMIT_REGISTER_IP: high,
-    RATE_LIMIT_REFRESH_IP: high,
-    RATE_LIMIT_IP: high,
-    RATE_LIMIT_LOGIN_ACCOUNT: high,
-    RATE_LIMIT_FORGOT: high,
-    RATE_LIMIT_FORGOT_IP: high,
-    PRUNE_INTERVAL_SECONDS: '0',
-  })
-  await waitFor(`${api}/ready`).catch((err: unknown) => { console.error(service.output()); throw err instanceof Error ? err : new Error(String(err)) })
+  const { api, proc: service } = await startService({ dbUrl, pool, key, refreshSecret, smtpUrl: smtp.url })
   // Idle, before any request but the readiness check. Right after start V8 still holds the young
   // generation that compiling the schemas grew (up to 32 MB); its memory reducer returns it after some
   // seconds without allocation. The full run waits for that (up to 30 s), the quick one does not.
@@ -231,43 +50,35 @@ async function main () {
   const sampler = setInterval(() => {
     const now = rssMb(service.child.pid!)
     rssPeak = Math.max(rssPeak, now)
-    rssPhases[phase] = Math.max(rssPhases[phase] ?? 0, now)
+    rssPhases[currentPhase()] = Math.max(rssPhases[currentPhase()] ?? 0, now)
   }, 250)
 
   step('register accounts')
-  // accounts and their access tokens
-  const users = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
-    const body = { email: `bench${i}@example.com`, password: `a long bench passphrase ${i}` }
-    const res = await fetch(`${api}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    return { ...body, ...(await res.json() as { accessToken: string, user: { id: string } }) }
-  }))
+  const users = await registerAccounts(api, 40)
   const sql = postgres(dbUrl, { max: 4, onnotice: () => {} })
   step('seed tokens')
-  // enough for every warm-up and round of each side at up to 4,000 rotations a second
-  const perRun = (WARMUP + ROUNDS * DURATION) * 4000
-  const ourTokens = await seedRefreshTokens(sql, users[0]!.user.id, perRun)
-  const floorTokens = await seedRefreshTokens(sql, users[1]!.user.id, perRun)
+  const ourTokens = await seedLiveSessions(sql, codec, users[0]!.user.id, REFRESH_TOKENS_PER_SIDE)
+  const floorTokens = await seedLiveSessions(sql, codec, users[1]!.user.id, REFRESH_TOKENS_PER_SIDE)
   // fresh planner statistics, and no autovacuum of the seeded tables starting during a measurement
   await sql`vacuum analyze`
 
-  let a = 0
-  const meRequest: autocannon.Request = { method: 'GET', path: '/me', setupRequest: req => ({ ...req, headers: { authorization: `Bearer ${users[a++ % users.length]!.accessToken}` } }) }
+  const meLoad = meRequest(users.map(u => u.accessToken))
   const rows: Record<string, unknown>[] = []
 
   step('/me')
   // /me against its floor
-  const floorMePort = nextPort++
+  const floorMePort = freePort()
   const floorMe = launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorMePort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem })
   await floorReady(floorMe)
   // The full run also loads, in the same rounds, the floor plus the per-request features the service has
   // and the bare floor has not (logger with the same redaction, per-IP rate limit, CORS, security headers).
-  const floorPlusPort = nextPort++
+  const floorPlusPort = freePort()
   const floorPlus = quick ? undefined : launch([process.execPath, '--import', 'tsx', 'bench/floor-me.ts'], { PORT: String(floorPlusPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PUBLIC_KEY: key.publicPem, FLOOR_FEATURES: '1' })
   if (floorPlus) await floorReady(floorPlus)
-  const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meRequest, pid: service.child.pid! }, [
-    { url: `http://127.0.0.1:${floorMePort}`, request: meRequest, pid: floorMe.child.pid! },
-    ...(floorPlus ? [{ url: `http://127.0.0.1:${floorPlusPort}`, request: meRequest, pid: floorPlus.child.pid! }] : []),
-  ]) as [ReturnType<typeof median>, ReturnType<typeof median>, ReturnType<typeof median> | undefined]
+  const [me, meFloor, meFloorPlus] = await compareMany({ url: api, request: meLoad, pid: service.child.pid! }, [
+    { url: `http://127.0.0.1:${floorMePort}`, request: meLoad, pid: floorMe.child.pid! },
+    ...(floorPlus ? [{ url: `http://127.0.0.1:${floorPlusPort}`, request: meLoad, pid: floorPlus.child.pid! }] : []),
+  ]) as [Measured, Measured, Measured | undefined]
   floorMe.child.kill('SIGKILL')
   floorPlus?.child.kill('SIGKILL')
   rows.push({ test: 'GET /me', ours: me.rps, baseline: meFloor.rps, ratio: +(me.rps / meFloor.rps).toFixed(2), target: 0.85, p99: me.p99, non2xx: me.non2xx + me.errors, baselineName: 'bare Fastify + same verify + same query', rounds: { ours: me.rounds, baseline: meFloor.rounds }, cpuUsPerRequest: { ours: me.cpuRounds, baseline: meFloor.cpuRounds }, cpuRatio: +(meFloor.cpuUsPerRequest! / me.cpuUsPerRequest!).toFixed(2) })
@@ -277,25 +88,31 @@ async function main () {
 
   step('/refresh')
   // /refresh against the bare rotation transaction, each request a distinct live token
-  const floorRefreshPort = nextPort++
-  const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], { PORT: String(floorRefreshPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool })
+  const floorRefreshPort = freePort()
+  const floorRefresh = launch([process.execPath, '--import', 'tsx', 'bench/floor-refresh.ts'], {
+    PORT: String(floorRefreshPort), DATABASE_URL: dbUrl, DATABASE_POOL_SIZE: pool, JWT_PRIVATE_KEY: key.privatePem, REFRESH_TOKEN_SECRET: refreshSecret.toString('base64'),
+  })
   await floorReady(floorRefresh)
-  const refreshRequest = (tokens: string[]): autocannon.Request => ({ method: 'POST', path: '/refresh', headers: { 'content-type': 'application/json' }, setupRequest: tokenFeeder(tokens) })
+  // both refuse a token whose MAC does not match
+  const forged = `${ourTokens[0]!.slice(0, -2)}${ourTokens[0]!.endsWith('AA') ? 'BA' : 'AA'}`
+  for (const url of [api, `http://127.0.0.1:${floorRefreshPort}`]) {
+    const res = await fetch(`${url}/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: forged }) })
+    if (res.status !== 401) throw new Error(`${url}/refresh answered a forged token with ${res.status}`)
+  }
   const { ours: refresh, baseline: refreshFloor } = await compare(
     { url: api, request: refreshRequest(ourTokens), pid: service.child.pid! },
     { url: `http://127.0.0.1:${floorRefreshPort}`, request: refreshRequest(floorTokens), pid: floorRefresh.child.pid! })
   floorRefresh.child.kill('SIGKILL')
-  rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'lock + spend + insert via postgres.js', rounds: { ours: refresh.rounds, baseline: refreshFloor.rounds }, cpuUsPerRequest: { ours: refresh.cpuRounds, baseline: refreshFloor.cpuRounds }, cpuRatio: +(refreshFloor.cpuUsPerRequest! / refresh.cpuUsPerRequest!).toFixed(2) })
+  rows.push({ test: 'POST /refresh', ours: refresh.rps, baseline: refreshFloor.rps, ratio: +(refresh.rps / refreshFloor.rps).toFixed(2), target: 0.8, p99: refresh.p99, non2xx: refresh.non2xx + refresh.errors, baselineName: 'MAC + one UPDATE … RETURNING + sign', rounds: { ours: refresh.rounds, baseline: refreshFloor.rounds }, cpuUsPerRequest: { ours: refresh.cpuRounds, baseline: refreshFloor.cpuRounds }, cpuRatio: +(refreshFloor.cpuUsPerRequest! / refresh.cpuUsPerRequest!).toFixed(2) })
 
   step('/login')
   // /login against raw argon2id verification on every core, with /me latency probed during the storm
   const verifyCeiling = await argon2Ceiling('verify')
-  let l = 0
-  const loginRequest: autocannon.Request = { method: 'POST', path: '/login', headers: { 'content-type': 'application/json' }, setupRequest: req => { const u = users[l++ % users.length]!; return { ...req, body: JSON.stringify({ email: u.email, password: u.password }) } } }
-  await load(api, loginRequest, { connections: 8 }, 1)
+  const loginLoad = loginRequest(users.map(u => u.account))
+  await load(api, loginLoad, { connections: 8 }, 1)
   const [login, probe] = await Promise.all([
-    load(api, loginRequest, { connections: 8 }),
-    load(api, meRequest, { connections: 1, overallRate: 50 }),
+    load(api, loginLoad, { connections: 8 }),
+    load(api, meLoad, { connections: 1, overallRate: 50 }),
   ])
   rows.push({ test: 'POST /login', ours: login.rps, baseline: verifyCeiling, ratio: +(login.rps / verifyCeiling).toFixed(2), target: 0.9, p99: login.p99, non2xx: login.non2xx + login.errors, baselineName: 'argon2id verify, all cores' })
   rows.push({ test: 'GET /me during login storm', ours: probe.rps, baseline: null, ratio: null, target: 'p99 < 50 ms', p99: probe.p99, non2xx: probe.non2xx + probe.errors, baselineName: '50 req/s probe' })
@@ -314,7 +131,7 @@ async function main () {
   let k = 0
   const { ours: forgotUnknown, baseline: forgotKnown } = await compare(
     { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: `nobody${k++}.${randomBytes(3).toString('hex')}@example.com` }) }) } },
-    { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.email }) }) } },
+    { url: api, request: { method: 'POST', path: '/password/forgot', headers: { 'content-type': 'application/json' }, setupRequest: req => ({ ...req, body: JSON.stringify({ email: users[k++ % users.length]!.account.email }) }) } },
     1, quick ? 2 : DURATION)
   rows.push({ test: 'POST /password/forgot', ours: forgotUnknown.rps, baseline: forgotKnown.rps, ratio: +(forgotUnknown.rps / forgotKnown.rps).toFixed(2), target: '≈ 1', p99: `${forgotUnknown.p99} vs ${forgotKnown.p99}`, non2xx: forgotUnknown.non2xx + forgotUnknown.errors + forgotKnown.non2xx + forgotKnown.errors, baselineName: `unknown vs known address (p50 ${forgotUnknown.p50} vs ${forgotKnown.p50} ms)` })
 
@@ -332,8 +149,9 @@ async function main () {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-data-'))
   const startTimes: number[] = []
   const npmStartRss: number[] = []
+  let npmStartIdle: { mb: number, seconds: number } | undefined
   for (let i = 0; i < 2; i++) {
-    const p = nextPort++
+    const p = freePort()
     const started = Date.now()
     const proc = launch(['npm', 'start'], { PORT: String(p), DATA_DIR: dataDir, LOG_LEVEL: 'warn', DATABASE_URL: '' })
     await waitFor(`http://127.0.0.1:${p}/health`, 120_000)
@@ -341,17 +159,21 @@ async function main () {
     // the node process serving the port (npm and the shell above it are not the service)
     const pid = Number(spawnSync('sh', ['-c', `ss -ltnpH 'sport = :${p}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2`]).stdout.toString().trim())
     if (pid) npmStartRss.push(rssMb(pid))
+    // idle as the service's own idle figure is taken: once V8 has given back what starting grew (full run)
+    if (pid && i === 1 && !quick) npmStartIdle = await settledRss(pid, 30_000)
     process.kill(-proc.child.pid!, 'SIGTERM')
     await new Promise(resolve => proc.child.on('exit', resolve))
   }
 
-  await admin.unsafe(`drop database if exists ${dbName} with (force)`)
+  await db.drop()
   await admin.end()
 
-  const memory = { rssAfterStartMb: rssAfterStart, rssIdleMb: idle.mb, rssIdleAfterSeconds: idle.seconds, rssLoadMb: rssLoad, rssPeakByPhaseMb: rssPhases, targets: { idle: '< 120', load: '< 250' }, npmStartFreshMs: startTimes[0], npmStartExistingMs: startTimes[1], npmStartRssMb: npmStartRss.at(-1) }
+  const memory = { rssAfterStartMb: rssAfterStart, rssIdleMb: idle.mb, rssIdleAfterSeconds: idle.seconds, rssLoadMb: rssLoad, rssPeakByPhaseMb: rssPhases, targets: { idle: '< 120', load: '< 250' }, npmStartFreshMs: startTimes[0], npmStartExistingMs: startTimes[1], npmStartRssMb: npmStartRss.at(-1), npmStartIdleRssMb: npmStartIdle?.mb }
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version }
   step('done')
-  printTable(rows, memory, machine)
+  printTable(rows, ['test', 'ours', 'baseline', 'ratio', 'target', 'cpuRatio', 'p99', 'non2xx', 'baselineName'],
+    `machine: ${JSON.stringify(machine)}; ${DURATION} s per load, ${CONNECTIONS} connections (req/s; p99 in ms)`)
+  console.log(`memory: ${JSON.stringify(memory)}`)
   console.log(`mail: ${JSON.stringify(mail)}`)
   mkdirSync(new URL('results/', import.meta.url), { recursive: true })
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
@@ -361,16 +183,10 @@ async function main () {
   process.exit(0)
 }
 
-function printTable (rows: Record<string, unknown>[], memory: Record<string, unknown>, machine: Record<string, unknown>) {
-  const cols = ['test', 'ours', 'baseline', 'ratio', 'target', 'cpuRatio', 'p99', 'non2xx', 'baselineName']
-  const cell = (v: unknown) => (v === null || v === undefined ? '' : String(v))
-  const width = cols.map(c => Math.max(c.length, ...rows.map(r => cell(r[c]).length)))
-  const line = (values: string[]) => values.map((v, i) => v.padEnd(width[i]!)).join(' | ')
-  console.log(`\nmachine: ${JSON.stringify(machine)}; ${DURATION} s per load, ${CONNECTIONS} connections (req/s; p99 in ms)`)
-  console.log(line(cols))
-  console.log(width.map(w => '-'.repeat(w)).join('-|-'))
-  for (const r of rows) console.log(line(cols.map(c => cell(r[c]))))
-  console.log(`memory: ${JSON.stringify(memory)}`)
+if (process.argv.includes('--scale')) {
+  if (quick) throw new Error('--scale is a run of its own, not part of --quick')
+  const { scaleRun } = await import('./scale.js')
+  await scaleRun()
+} else {
+  await main()
 }
-
-await main()
