@@ -62,13 +62,17 @@ t.test('the threadpool preload gives libuv one thread per core, and the server w
 t.test('in a terminal, development logs are readable lines, not JSON', async t => {
   const port = await freePort()
   const dataDir = mkdtempSync(join(tmpdir(), 'auth-data-'))
-  // `script` lends the server a pty, as a developer's terminal would
-  const command = `PORT=${port} DATA_DIR=${dataDir} ${process.execPath} --require ./src/threadpool.cjs --import tsx src/server.ts`
+  // `script` lends the server a pty, as a developer's terminal would; the shell says its pid, which exec hands to node
+  const command = `echo "pid=$$"; exec env PORT=${port} DATA_DIR=${dataDir} ${process.execPath} --require ./src/threadpool.cjs --import tsx src/server.ts`
   const tty = spawn('script', ['-qefc', command, '/dev/null'], {
-    cwd: new URL('../..', import.meta.url).pathname, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    cwd: new URL('../..', import.meta.url).pathname, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
   })
-  // the server is a grandchild: end the whole group
-  t.teardown(() => { try { process.kill(-tty.pid!, 'SIGKILL') } catch {} })
+  // the server runs in the pty's own session, out of reach of a signal to `script`: end it by its pid first
+  t.teardown(() => {
+    const pid = Number(/pid=(\d+)/.exec(output)?.[1])
+    if (pid) try { process.kill(pid, 'SIGKILL') } catch {}
+    kill(tty)
+  })
   let output = ''
   tty.stdout.on('data', d => { output += d })
   for (let i = 0; i < 600 && !/Server listening/.test(output); i++) await new Promise(resolve => setTimeout(resolve, 100))
