@@ -12,3 +12,7 @@ export function uuidv7 (now = Date.now()): string {
   const time = now.toString(16).padStart(12, '0')
   return `${time.slice(0, 8)}-${time.slice(8)}-7${random.slice(15)}`
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+/** Ids from a path are checked by the service, not the schema: a malformed id is as unknown as any other (404). */
+export const isUuid = (id: string) => UUID.test(id)

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { assertProblem, claimsOf, build, call, login, me, newAccount, refresh, register, rows, signIn, type TokenBody } from './helper.js'
+import { assertProblem, claims, build, call, login, me, newAccount, refresh, register, rows, signIn, type TokenBody } from './helper.js'
 
 t.test('PATCH /me changes name and username by the registration rules', async t => {
   const app = await build(t)
@@ -146,7 +146,7 @@ t.test('a revoked session\'s access token is refused on every protected route, a
   const account = newAccount()
   const { tokens } = await register(app, account)
   const keeper = await signIn(app, account)
-  t.equal((await call(app, 'DELETE', `/sessions/${claimsOf(tokens.accessToken).sid}`, keeper.accessToken)).statusCode, 204)
+  t.equal((await call(app, 'DELETE', `/sessions/${claims(tokens.accessToken).sid}`, keeper.accessToken)).statusCode, 204)
 
   const routes: [('GET' | 'PATCH' | 'POST' | 'DELETE'), string, object | undefined][] = [
     ['GET', '/me', undefined],
@@ -154,7 +154,7 @@ t.test('a revoked session\'s access token is refused on every protected route, a
     ['POST', '/me/password', { currentPassword: account.password, newPassword: 'an attacker chosen passphrase' }],
     ['DELETE', '/me', { currentPassword: account.password }],
     ['GET', '/sessions', undefined],
-    ['DELETE', `/sessions/${claimsOf(keeper.accessToken).sid}`, undefined],
+    ['DELETE', `/sessions/${claims(keeper.accessToken).sid}`, undefined],
     ['GET', '/admin/users', undefined],
     ['POST', `/admin/users/${tokens.user.id}/revoke-sessions`, undefined],
     ['POST', '/email/verify/resend', undefined],

@@ -183,9 +183,6 @@ export async function signIn (app: TestApp, account: { email: string, password: 
   return res.json() as TokenBody
 }
 
-/** The claims of a JWT, unverified (tests read what a client could). */
-export const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
-
 /** Replaces a method of `target` until the test ends (or `restore()` is called): failure paths forced by stubbing one decorator. */
 export function stub<T extends object, K extends keyof T> (test: Test, target: T, key: K, replacement: T[K]) {
   const original = target[key]

@@ -4,7 +4,7 @@ import { sql } from 'drizzle-orm'
 import { simpleParser } from 'mailparser'
 import t from 'tap'
 import { backoffMs } from '../src/mail/outbox-sender.js'
-import { assertProblem, bearer, build, claimsOf, fakeClock, forgotPassword, login, me, newAccount, register, resetPassword, rows, testDataDir, verifyEmail, type FakeClock, type TokenBody } from './helper.js'
+import { assertProblem, bearer, build, claims, fakeClock, forgotPassword, login, me, newAccount, register, resetPassword, rows, testDataDir, verifyEmail, type FakeClock, type TokenBody } from './helper.js'
 import { smtpServer, tokenFrom } from './smtp.js'
 
 const APP_URL = 'https://app.example.test'
@@ -145,7 +145,7 @@ t.test('email verification: mail at sign-up, one-time link, /me and the next tok
   const smtp = await smtpServer(t)
   const app = await mailApp(t, smtp)
   const { body: account, tokens } = await register(app)
-  t.equal(claimsOf(tokens.accessToken).email_verified, false)
+  t.equal(claims(tokens.accessToken).email_verified, false)
   t.equal((await me(app, tokens.accessToken)).json().emailVerified, false)
 
   const mail = await smtp.next(account.email, VERIFY)
@@ -154,9 +154,9 @@ t.test('email verification: mail at sign-up, one-time link, /me and the next tok
   const res = await verifyEmail(app, token)
   t.equal(res.statusCode, 204)
   t.equal((await me(app, tokens.accessToken)).json().emailVerified, true)
-  t.equal(claimsOf(tokens.accessToken).email_verified, false, 'a token says what was true when it was issued')
+  t.equal(claims(tokens.accessToken).email_verified, false, 'a token says what was true when it was issued')
   const next = (await app.inject({ method: 'POST', url: '/refresh', payload: { refreshToken: tokens.refreshToken } })).json() as TokenBody
-  t.equal(claimsOf(next.accessToken).email_verified, true, 'the next refresh carries the new value')
+  t.equal(claims(next.accessToken).email_verified, true, 'the next refresh carries the new value')
   const [row] = await rows<{ email_verified_at: unknown }>(sql`select email_verified_at from users where id = ${tokens.user.id}`)
   t.ok(row!.email_verified_at)
 

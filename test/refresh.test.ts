@@ -2,7 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { sql } from 'drizzle-orm'
 import t from 'tap'
 import { generateSigningKey } from '../src/auth/keys.js'
-import { assertProblem, build, claimsOf, fakeClock, me, newAccount, refresh, register, rows, type TokenBody } from './helper.js'
+import { assertProblem, build, claims, fakeClock, me, newAccount, refresh, register, rows, type TokenBody } from './helper.js'
 
 const sessionRow = async (userId: string) => (await rows<{ refresh_counter: number, aal: string, amr: string[], revoked_reason: string | null }>(sql`
   select refresh_counter, aal, amr, revoked_reason from sessions where user_id = ${userId}`))
@@ -20,8 +20,8 @@ t.test('rotates: a new refresh token, the old one spent, the session row counted
   t.equal((await me(app, next.accessToken)).statusCode, 200)
 
   t.same(await sessionRow(tokens.user.id), [{ refresh_counter: 1, aal: 'aal1', amr: ['pwd'], revoked_reason: null }], 'one row, counter 1, what the sign-in proved kept')
-  const claims = claimsOf(next.accessToken)
-  t.same([claims.aal, claims.amr], ['aal1', ['pwd']], 'the refreshed access token carries aal and amr')
+  const payload = claims(next.accessToken)
+  t.same([payload.aal, payload.amr], ['aal1', ['pwd']], 'the refreshed access token carries aal and amr')
 })
 
 t.test('storage stays flat: 2,000 rotations of one session leave one row and no growth', async t => {

@@ -1,10 +1,10 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { assertProblem, build, claimsOf, fakeClock, listSessions, me, newAccount, refresh, register, revokeSession, rows, signIn, type TokenBody } from './helper.js'
+import { assertProblem, build, claims, fakeClock, listSessions, me, newAccount, refresh, register, revokeSession, rows, signIn, type TokenBody } from './helper.js'
 
 interface SessionBody { id: string, current: boolean, createdAt: string, lastUsedAt: string, expiresAt: string, rememberMe: boolean, aal: string, userAgent: string | null, ip: string | null }
 const sessionsOf = (res: { json: () => unknown }) => (res.json() as { sessions: SessionBody[] }).sessions
-const sidOf = (accessToken: string) => claimsOf(accessToken).sid as string
+const sidOf = (accessToken: string) => claims(accessToken).sid as string
 
 t.test('GET /sessions: live sessions newest first, the caller\'s marked, with user agent and IP, never a token', async t => {
   const clock = fakeClock()

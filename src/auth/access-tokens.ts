@@ -35,7 +35,7 @@ function kidOf (token: string): string {
   }
 }
 
-type Verify = (token: string) => { payload: Record<string, unknown> }
+type Verify = (token: string) => Record<string, unknown>
 
 /** EdDSA access tokens (typ at+jwt, RFC 9068) with fast-jwt: one signer, one verifier per accepted key, built once. */
 export function accessTokens (config: Config, key: SigningKey): AccessTokens {
@@ -50,7 +50,6 @@ export function accessTokens (config: Config, key: SigningKey): AccessTokens {
     requiredClaims: ['iss', 'aud', 'sub', 'sid', 'jti', 'iat', 'exp'],
     clockTolerance: 30_000,
     checkTyp: 'at+jwt',
-    complete: true,
   }
   const previous = config.previousPublicKeysPem.map((pem, i) => verificationKeyFromPem(pem, `JWT_PREVIOUS_PUBLIC_KEYS (key ${i + 1})`))
     .filter(k => k.kid !== key.kid)
@@ -66,7 +65,7 @@ export function accessTokens (config: Config, key: SigningKey): AccessTokens {
       if (!verifier) return 'unknown_key'
       let payload: Record<string, unknown>
       try {
-        payload = (options?.ignoreExpiration ? verifier.lenient(token) : verifier.strict(token)).payload
+        payload = options?.ignoreExpiration ? verifier.lenient(token) : verifier.strict(token)
       } catch {
         return null
       }

@@ -2,9 +2,9 @@ import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/client.js'
 import { ApiError } from '../errors.js'
+import { isUuid } from '../ids.js'
 import { deleteUser, findUserById, listUsers, updateUser } from '../repositories/users.js'
 import type { AdminUserView } from '../schemas/admin.js'
-import type { SessionView } from '../schemas/account.js'
 import { toProfile, type Profile } from '../schemas/common.js'
 import type { AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, codePoints, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
@@ -21,25 +21,11 @@ export interface AccountServiceDeps {
   throttle: AttemptThrottle
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-/** Ids from the path are checked here, not by the schema: a malformed id is as unknown as any other (404). */
-export const isUuid = (id: string) => UUID.test(id)
-
 /** A signed-in user managing their own account, and an admin managing others. */
 export class AccountService {
   constructor (private readonly deps: AccountServiceDeps) {}
 
   private now () { return new Date(this.deps.clock()) }
-
-  listSessions (userId: string, currentSessionId: string): Promise<SessionView[]> {
-    return this.deps.sessions.list(userId, currentSessionId)
-  }
-
-  /** 404 for an id that is malformed, unknown, already ended or another user's: ids cannot be probed. */
-  async revokeSession (userId: string, sessionId: string): Promise<void> {
-    const revoked = isUuid(sessionId) && await this.deps.sessions.revokeLive(userId, sessionId.toLowerCase(), 'revoked_by_user')
-    if (!revoked) throw new ApiError('not_found', 'No session of yours has this id')
-  }
 
   async updateProfile (userId: string, changes: { name?: string | null | undefined, username?: string | null | undefined }): Promise<Profile> {
     const set: { name?: string | null, username?: string | null, updatedAt: Date } = { updatedAt: this.now() }

@@ -3,7 +3,7 @@ import type { Config } from '../config.js'
 import type { Aal } from '../db/schema.js'
 import type { Database, Executor } from '../db/client.js'
 import { ApiError } from '../errors.js'
-import { uuidv7 } from '../ids.js'
+import { isUuid, uuidv7 } from '../ids.js'
 import {
   findSessionState, insertLiveSession, listLiveSessions, lockSession, revokeLiveSession, revokeSession, revokeUserSessions, rotateSession,
 } from '../repositories/sessions.js'
@@ -173,9 +173,10 @@ export class SessionService {
     }))
   }
 
-  /** Ends one live session of this user; false when the user has no live session by that id. */
-  revokeLive (userId: string, sessionId: string, reason: string): Promise<boolean> {
-    return revokeLiveSession(this.deps.db, sessionId, userId, reason, this.now())
+  /** Ends one of the user's live sessions; 404 for an id that is malformed, unknown, already ended or another user's: ids cannot be probed. */
+  async revokeOwn (userId: string, sessionId: string): Promise<void> {
+    const revoked = isUuid(sessionId) && await revokeLiveSession(this.deps.db, sessionId.toLowerCase(), userId, 'revoked_by_user', this.now())
+    if (!revoked) throw new ApiError('not_found', 'No session of yours has this id')
   }
 
   /** Ends a session whatever its state (logout is idempotent). */

@@ -110,7 +110,7 @@ export default async function accountRoutes (fastify: FastifyInstance) {
     },
   }, async (request) => {
     const { user, sessionId } = principal(request)
-    return { sessions: await accounts.listSessions(user.id, sessionId) }
+    return { sessions: await app.sessions.list(user.id, sessionId) }
   })
 
   app.delete('/sessions/:id', {
@@ -126,7 +126,7 @@ export default async function accountRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     const { user, sessionId } = principal(request)
-    await accounts.revokeSession(user.id, request.params.id)
+    await app.sessions.revokeOwn(user.id, request.params.id)
     const current = request.params.id.toLowerCase() === sessionId
     audit(request, 'session_revoked', { userId: user.id, sessionId, revokedSessionId: request.params.id.toLowerCase(), current })
     if (current && cookie.read(request) !== undefined) cookie.clear(reply)
