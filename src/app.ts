@@ -3,7 +3,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { resolveRefreshSecrets, resolveSigningKey, type RefreshSecrets, type SigningKey } from './auth/keys.js'
+import { resolveMfaKey, resolveRefreshSecrets, resolveSigningKey, type RefreshSecrets, type SigningKey } from './auth/keys.js'
 import type { Clock } from './clock.js'
 import { assertServable, type Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
@@ -26,6 +26,7 @@ import authRoutes from './routes/auth.js'
 import emailRoutes from './routes/email.js'
 import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
+import mfaRoutes from './routes/mfa.js'
 import wellKnownRoutes from './routes/well-known.js'
 
 declare module 'fastify' {
@@ -41,6 +42,8 @@ export interface BuildOptions {
   database?: DatabaseHandle
   signingKey?: SigningKey
   refreshSecrets?: RefreshSecrets
+  /** MFA_ENCRYPTION_KEY's 32 bytes; otherwise resolved from the config */
+  mfaKey?: Buffer
   clock?: Clock
   /** Where log lines go (tests capture them); stdout otherwise. */
   logStream?: NodeJS.WritableStream
@@ -61,6 +64,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   // Settings and keys are checked before anything connects: a missing key stops the start at once.
   const key = options.signingKey ? { key: options.signingKey } : resolveSigningKey(config)
   const refresh = options.refreshSecrets ? { secrets: options.refreshSecrets } : resolveRefreshSecrets(config)
+  const mfaKey = options.mfaKey ? { key: options.mfaKey } : resolveMfaKey(config)
   assertServable(config)
   const logger: FastifyServerOptions['logger'] = {
     level: config.logLevel,
@@ -116,17 +120,20 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(dbPlugin, { handle: options.database })
   await app.register(mailPlugin, { signingKey: key.key })
   await app.register(prunePlugin)
-  await app.register(servicesPlugin, { signingKey: key.key, refreshSecrets: refresh.secrets })
+  await app.register(servicesPlugin, { signingKey: key.key, refreshSecrets: refresh.secrets, mfaKey: mfaKey.key })
   await app.register(authPlugin)
   if (key.generatedPath) app.log.warn({ path: key.generatedPath, kid: key.key.kid }, 'generated a development signing key (set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE in production)')
   else if (key.path) app.log.info({ path: key.path, kid: key.key.kid }, 'using the development signing key from the data folder')
   if (refresh.generatedPath) app.log.warn({ path: refresh.generatedPath }, 'generated a development refresh token secret (set REFRESH_TOKEN_SECRET in production)')
   else if (refresh.path) app.log.info({ path: refresh.path }, 'using the development refresh token secret from the data folder')
+  if (mfaKey.generatedPath) app.log.warn({ path: mfaKey.generatedPath }, 'generated a development MFA encryption key (set MFA_ENCRYPTION_KEY in production)')
+  else if (mfaKey.path) app.log.info({ path: mfaKey.path }, 'using the development MFA encryption key from the data folder')
 
   await app.register(healthRoutes)
   await app.register(wellKnownRoutes)
   await app.register(authRoutes)
   await app.register(accountRoutes)
+  await app.register(mfaRoutes)
   await app.register(adminRoutes)
   await app.register(emailRoutes)
   if (config.env !== 'production') await app.register(demoRoutes)

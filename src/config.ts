@@ -51,6 +51,8 @@ export const EnvSchema = Type.Object({
   VERIFY_TOKEN_TTL: Int(60, 2_592_000, 86_400, 'Email verification token lifetime, seconds'),
   RATE_LIMIT_FORGOT: Int(1, 1_000_000, 3, 'POST /password/forgot per email address per hour'),
   RATE_LIMIT_FORGOT_IP: Int(1, 1_000_000, 20, 'POST /password/forgot per client IP per hour'),
+  MFA_ISSUER: Type.String({ minLength: 1, maxLength: 64, default: 'Auth API', description: 'The name authenticator apps show for this service' }),
+  MFA_ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 1, description: 'Base64 of exactly 32 random bytes: the AES-256-GCM key of stored TOTP secrets (required in production; generated into DATA_DIR otherwise)' })),
   REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
@@ -94,6 +96,11 @@ export interface Config {
   }
   previousPublicKeysPem: string[]
   metrics: { enabled: boolean, token: string | undefined }
+  mfa: {
+    issuer: string
+    /** MFA_ENCRYPTION_KEY decoded; undefined: development generates one into the data folder */
+    encryptionKey: Buffer | undefined
+  }
   pruneIntervalSeconds: number
   shutdownTimeoutSeconds: number
 }
@@ -118,13 +125,16 @@ function parseTrustProxy (value: string): Config['trustProxy'] {
 }
 
 const MIN_SECRET_BYTES = 32
+/** AES-256 */
+export const MFA_KEY_BYTES = 32
 
-/** A secret given as base64 (or base64url) of at least 32 bytes. */
-function decodeSecret (value: string, name: string): Buffer {
+/** A secret given as base64 (or base64url) of at least 32 bytes, or of exactly `exact` bytes. */
+function decodeSecret (value: string, name: string, exact?: number): Buffer {
   const text = value.trim()
   const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(text) ? Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64') : Buffer.alloc(0)
-  if (bytes.length < MIN_SECRET_BYTES) {
-    throw new ConfigError(`${name} must be base64 of at least ${MIN_SECRET_BYTES} random bytes (e.g. openssl rand -base64 32)`)
+  if (exact !== undefined ? bytes.length !== exact : bytes.length < MIN_SECRET_BYTES) {
+    const size = exact !== undefined ? `exactly ${exact}` : `at least ${MIN_SECRET_BYTES}`
+    throw new ConfigError(`${name} must be base64 of ${size} random bytes (e.g. openssl rand -base64 32)`)
   }
   return bytes
 }
@@ -206,6 +216,10 @@ export function loadConfig (source: Record<string, string | undefined> = process
     redisKeyPrefix: e.REDIS_KEY_PREFIX,
     previousPublicKeysPem: splitPems(e.JWT_PREVIOUS_PUBLIC_KEYS?.replace(/\\n/g, '\n') ?? ''),
     metrics: { enabled: e.METRICS_ENABLED, token: e.METRICS_TOKEN },
+    mfa: {
+      issuer: e.MFA_ISSUER,
+      encryptionKey: e.MFA_ENCRYPTION_KEY === undefined ? undefined : decodeSecret(e.MFA_ENCRYPTION_KEY, 'MFA_ENCRYPTION_KEY', MFA_KEY_BYTES),
+    },
     pruneIntervalSeconds: e.PRUNE_INTERVAL_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
     mail: {

@@ -7,6 +7,7 @@ export const problems = {
   password_too_common: { status: 400, title: 'The password is too common or too easy to guess' },
   reset_token_invalid: { status: 400, title: 'The password reset link is not valid, was already used or has expired' },
   verification_token_invalid: { status: 400, title: 'The verification link is not valid, was already used or has expired' },
+  mfa_token_invalid: { status: 400, title: 'The mfaToken is not valid, was already used or has expired; sign in again' },
   invalid_credentials: { status: 401, title: 'The credentials are not valid' },
   invalid_token: { status: 401, title: 'The token is missing, malformed, expired or not valid' },
   refresh_token_reused: { status: 401, title: 'The refresh token was already used; the session has been ended' },
@@ -15,10 +16,15 @@ export const problems = {
   current_password_incorrect: { status: 403, title: 'The current password is not correct' },
   forbidden: { status: 403, title: 'This account may not do this' },
   email_not_verified: { status: 403, title: 'The email address of this account is not verified yet' },
+  mfa_required: { status: 403, title: 'A second factor is required to finish signing in' },
+  mfa_code_invalid: { status: 403, title: 'The code is not valid' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'An account with this email already exists' },
   username_taken: { status: 409, title: 'This username is already taken' },
+  mfa_already_enabled: { status: 409, title: 'Two-factor sign-in is already on for this account' },
+  mfa_not_enrolling: { status: 409, title: 'There is no authenticator app enrolment to confirm' },
+  mfa_not_enabled: { status: 409, title: 'Two-factor sign-in is not on for this account' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   too_many_requests: { status: 429, title: 'Too many requests' },
@@ -40,14 +46,17 @@ export class ApiError extends Error {
   readonly errors: FieldError[] | undefined
   /** Extra response headers (Retry-After, WWW-Authenticate, ...). */
   readonly headers: Record<string, string | number>
+  /** RFC 9457 extension members (e.g. mfa_required's mfaToken); the route's response schema must declare them. */
+  readonly extensions: Record<string, unknown> | undefined
 
-  constructor (code: ProblemCode, detail?: string, options: { errors?: FieldError[], headers?: Record<string, string | number>, cause?: unknown } = {}) {
+  constructor (code: ProblemCode, detail?: string, options: { errors?: FieldError[], headers?: Record<string, string | number>, extensions?: Record<string, unknown>, cause?: unknown } = {}) {
     super(detail ?? problems[code].title, { cause: options.cause })
     this.name = 'ApiError'
     this.code = code
     this.statusCode = problems[code].status
     this.errors = options.errors
     this.headers = options.headers ?? {}
+    this.extensions = options.extensions
     this.detail = detail
   }
 }
@@ -61,9 +70,9 @@ export interface Problem {
   errors?: FieldError[]
 }
 
-export function toProblem (code: ProblemCode, detail?: string, errors?: FieldError[]): Problem {
+export function toProblem (code: ProblemCode, detail?: string, errors?: FieldError[], extensions?: Record<string, unknown>): Problem {
   const p = problems[code]
-  const body: Problem = { type: problemType(code), title: p.title, status: p.status, code }
+  const body: Problem = { ...extensions, type: problemType(code), title: p.title, status: p.status, code }
   if (detail !== undefined) body.detail = detail
   if (errors !== undefined && errors.length > 0) body.errors = errors
   return body

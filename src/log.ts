@@ -4,6 +4,7 @@
 export const REDACT = [
   'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
   '*.password', '*.newPassword', '*.currentPassword', '*.passwordHash', '*.refreshToken', '*.accessToken', '*.token',
+  '*.mfaToken', '*.recoveryCode', '*.recoveryCodes', '*.secret', '*.otpauthUrl', '*.qrSvg',
 ]
 
 interface SafeError { type: string, message: string, code?: string, stack?: string, cause?: SafeError }

@@ -8,6 +8,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { generateSigningKey, type SigningKey } from '../src/auth/keys.js'
+import { totpAt } from '../src/auth/totp.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { openDatabase, type DatabaseHandle } from '../src/db/client.js'
 import { pgliteDatabase } from './pglite.js'
@@ -34,12 +35,15 @@ export function testConfig (env: Record<string, string> = {}): Config {
     RATE_LIMIT_FORGOT_IP: '10000',
     PRUNE_INTERVAL_SECONDS: '0',
     REFRESH_TOKEN_SECRET: testRefreshSecret,
+    MFA_ENCRYPTION_KEY: testMfaKey,
     ...env,
   })
 }
 
 /** This file's refresh token secret, set as production sets it. */
 export const testRefreshSecret = randomBytes(32).toString('base64')
+/** This file's MFA encryption key, set as production sets it. */
+export const testMfaKey = randomBytes(32).toString('base64')
 
 let dataDir: string | undefined
 /** This file's data folder, removed when the file ends. */
@@ -175,6 +179,23 @@ export const revokeSession = (app: TestApp, token: string, id: string, headers: 
 export const forgotPassword = (app: TestApp, email: string, headers: Headers = {}) => post(app, '/password/forgot', { email }, headers)
 export const resetPassword = (app: TestApp, token: string, newPassword: string) => post(app, '/password/reset', { token, newPassword })
 export const verifyEmail = (app: TestApp, token: string) => post(app, '/email/verify', { token })
+export const loginMfa = (app: TestApp, body: unknown, headers: Headers = {}) => post(app, '/login/mfa', body, headers)
+
+/** The code an authenticator app shows for `secret` at `atMs` (RFC 6238, SHA-1, 6 digits, 30 s). */
+export const totp = (secret: string, atMs: number) => totpAt(secret, atMs)
+
+/**
+ * Turns TOTP on for the account of `accessToken`: enrols and confirms with the code of `atMs`. The secret,
+ * the recovery codes, and the step the confirmation used (its code is spent).
+ */
+export async function enableTotp (app: TestApp, accessToken: string, atMs: number = app.clock()) {
+  const enrolled = await call(app, 'POST', '/mfa/totp/enroll', accessToken)
+  if (enrolled.statusCode !== 200) throw new Error(`enroll failed: ${enrolled.statusCode} ${enrolled.body}`)
+  const { secret } = enrolled.json() as { secret: string }
+  const confirmed = await call(app, 'POST', '/mfa/totp/confirm', accessToken, { code: totp(secret, atMs) })
+  if (confirmed.statusCode !== 200) throw new Error(`confirm failed: ${confirmed.statusCode} ${confirmed.body}`)
+  return { secret, recoveryCodes: (confirmed.json() as { recoveryCodes: string[] }).recoveryCodes }
+}
 
 /** Signs in with email and password (and any other login fields); the tokens, or an error naming the answer. */
 export async function signIn (app: TestApp, account: { email: string, password: string }, extra: Record<string, unknown> = {}, headers: Headers = {}) {

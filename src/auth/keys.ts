@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ConfigError, type Config } from '../config.js'
+import { ConfigError, MFA_KEY_BYTES, type Config } from '../config.js'
 
 export interface PublicJwk { kty: 'OKP', crv: 'Ed25519', x: string, kid: string, alg: 'EdDSA', use: 'sig' }
 
@@ -98,8 +98,27 @@ export interface RefreshSecrets {
 }
 
 /**
+ * A secret kept in a file of the data folder outside production: read when it is there, generated
+ * (base64 of `bytes` random bytes, mode 0600) when it is not. `generatedPath` tells the caller to say so.
+ */
+function developmentSecret (config: Config, file: string, bytes: number, exact: boolean): { secret: Buffer, generatedPath?: string, path: string } {
+  const path = join(config.dataDir, file)
+  if (existsSync(path)) {
+    const secret = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64')
+    if (exact ? secret.length !== bytes : secret.length < bytes) {
+      throw new ConfigError(`${path} must hold base64 of ${exact ? 'exactly' : 'at least'} ${bytes} bytes; delete it to have a new one generated`)
+    }
+    return { secret, path }
+  }
+  const secret = randomBytes(bytes)
+  mkdirSync(config.dataDir, { recursive: true })
+  writeFileSync(path, `${secret.toString('base64')}\n`, { mode: 0o600, flag: 'wx' })
+  return { secret, generatedPath: path, path }
+}
+
+/**
  * REFRESH_TOKEN_SECRET, apart from the signing key, so rotating that key signs nobody out. Outside
- * production one is generated once into the data folder; `generatedPath` tells the caller to say so.
+ * production one is generated once into the data folder.
  */
 export function resolveRefreshSecrets (config: Config): { secrets: RefreshSecrets, generatedPath?: string, path?: string } {
   const previous = config.refresh.previousSecrets
@@ -107,14 +126,16 @@ export function resolveRefreshSecrets (config: Config): { secrets: RefreshSecret
   if (config.env === 'production') {
     throw new ConfigError('REFRESH_TOKEN_SECRET must be set in production (base64 of at least 32 random bytes, e.g. openssl rand -base64 32)')
   }
-  const path = join(config.dataDir, 'refresh-token-secret')
-  if (existsSync(path)) {
-    const current = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64')
-    if (current.length < 32) throw new ConfigError(`${path} must hold base64 of at least 32 bytes; delete it to have a new one generated`)
-    return { secrets: { current, previous }, path }
+  const { secret, ...where } = developmentSecret(config, 'refresh-token-secret', 32, false)
+  return { secrets: { current: secret, previous }, ...where }
+}
+
+/** MFA_ENCRYPTION_KEY, the AES-256-GCM key of stored TOTP secrets. Outside production one is generated once into the data folder. */
+export function resolveMfaKey (config: Config): { key: Buffer, generatedPath?: string, path?: string } {
+  if (config.mfa.encryptionKey) return { key: config.mfa.encryptionKey }
+  if (config.env === 'production') {
+    throw new ConfigError('MFA_ENCRYPTION_KEY must be set in production (base64 of exactly 32 random bytes, e.g. openssl rand -base64 32)')
   }
-  const current = randomBytes(32)
-  mkdirSync(config.dataDir, { recursive: true })
-  writeFileSync(path, `${current.toString('base64')}\n`, { mode: 0o600, flag: 'wx' })
-  return { secrets: { current, previous }, generatedPath: path, path }
+  const { secret, ...where } = developmentSecret(config, 'mfa-encryption-key', MFA_KEY_BYTES, true)
+  return { key: secret, ...where }
 }

@@ -8,6 +8,7 @@ import {
   findSessionState, insertLiveSession, listLiveSessions, lockSession, revokeLiveSession, revokeSession, revokeUserSessions, rotateSession,
 } from '../repositories/sessions.js'
 import type { SessionView } from '../schemas/account.js'
+import type { MfaStatus } from '../schemas/mfa.js'
 import type { TokenResponse } from '../schemas/auth.js'
 import { toProfile, toPublicUser, type Profile, type UserRow } from '../schemas/common.js'
 import type { AccessTokens } from './access-tokens.js'
@@ -22,7 +23,7 @@ export interface SignIn extends Proof { rememberMe: boolean, client: ClientMeta 
 export type IssuedTokens = Required<TokenResponse> & { rememberMe: boolean }
 
 /** The signed-in caller of an authenticated request, read from the session on every request. */
-export interface Principal extends Proof { user: Profile, sessionId: string }
+export interface Principal extends Proof { user: Profile, sessionId: string, mfa: MfaStatus }
 
 export interface SessionServiceDeps {
   db: Database
@@ -75,9 +76,11 @@ export class SessionService {
 
   /**
    * Where every way of signing in ends: a new session holding what was proven, and its tokens. Runs in the
-   * caller's transaction when given one; `clearAttemptsKey` forgets that key's failed sign-ins in the same statement.
+   * caller's transaction when given one; `clearAttemptsKey` forgets that key's failed sign-ins in the same
+   * statement. Undefined, with no session and nothing cleared, when the account has a second factor and
+   * the sign-in proved only `aal1`: the caller then asks for the second factor.
    */
-  async open (user: UserRow, signIn: SignIn, options: { ex?: Executor, clearAttemptsKey?: string } = {}): Promise<IssuedTokens> {
+  async open (user: UserRow, signIn: SignIn, options: { ex?: Executor, clearAttemptsKey?: string } = {}): Promise<IssuedTokens | undefined> {
     const now = this.now()
     const id = uuidv7(now.getTime())
     const refreshExpiresAt = await insertLiveSession(options.ex ?? this.deps.db, {
@@ -93,6 +96,7 @@ export class SessionService {
       ip: signIn.client.ip,
       clearAttemptsKey: options.clearAttemptsKey ?? null,
     })
+    if (!refreshExpiresAt) return undefined
     return this.tokens(user, { id, counter: 0, rememberMe: signIn.rememberMe, refreshExpiresAt, aal: signIn.aal, amr: signIn.amr }, now)
   }
 
@@ -138,7 +142,7 @@ export class SessionService {
   async principal (claims: { sub: string, sid: string }): Promise<Principal | 'revoked' | 'ended'> {
     const state = await findSessionState(this.deps.db, claims.sid, claims.sub, this.now())
     if (!state?.live) return state?.revoked ? 'revoked' : 'ended'
-    return { user: toProfile(state.user), sessionId: claims.sid, aal: state.aal, amr: state.amr }
+    return { user: toProfile(state.user), sessionId: claims.sid, aal: state.aal, amr: state.amr, mfa: state.mfa }
   }
 
   /**

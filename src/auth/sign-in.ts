@@ -3,12 +3,15 @@ import type { Config } from '../config.js'
 import type { Database } from '../db/client.js'
 import { ApiError } from '../errors.js'
 import { uuidv7 } from '../ids.js'
-import { findUserByEmail, findUserByUsername, insertUser } from '../repositories/users.js'
+import { findUserByEmail, findUserById, findUserByUsername, insertUser } from '../repositories/users.js'
 import type { AttemptThrottle } from './attempt-throttle.js'
 import type { EmailVerificationService } from './email-verification.js'
+import { codeInvalid, MFA_CHALLENGE_MAX_FAILURES, type MfaService, type SecondFactorInput, type SecondFactorMethod } from './mfa.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
 import type { ClientMeta, IssuedTokens, Proof, SessionService } from './sessions.js'
 import { throttled } from './throttle.js'
+
+const mfaTokenInvalid = () => new ApiError('mfa_token_invalid', 'The mfaToken is not valid, was already used, has expired or has had too many wrong codes: sign in again')
 
 export interface SignInServiceDeps {
   db: Database
@@ -16,6 +19,7 @@ export interface SignInServiceDeps {
   clock: Clock
   sessions: SessionService
   verification: EmailVerificationService
+  mfa: MfaService
   /** Failed sign-ins per account (RATE_LIMIT_LOGIN_ACCOUNT per 15 minutes). */
   throttle: AttemptThrottle
 }
@@ -35,7 +39,10 @@ export function conflictFrom (err: unknown): ApiError | undefined {
   return undefined
 }
 
-/** The ways to sign in: registration and password. Each ends in SessionService.open with what it proved. */
+/**
+ * The ways to sign in: registration, password, and the second step of an account with a second factor.
+ * Each ends in SessionService.open with what it proved.
+ */
 export class SignInService {
   constructor (private readonly deps: SignInServiceDeps) {}
 
@@ -52,7 +59,8 @@ export class SignInService {
         })
         // the account, its verification mail and its first session: all or nothing
         await verification.queue(tx, user, now)
-        return sessions.open(user, { ...PASSWORD_PROOF, rememberMe: input.rememberMe ?? false, client }, { ex: tx })
+        // a new account has no second factor, so its password opens a session
+        return (await sessions.open(user, { ...PASSWORD_PROOF, rememberMe: input.rememberMe ?? false, client }, { ex: tx }))!
       })
       verification.queued()
       return tokens
@@ -80,9 +88,54 @@ export class SignInService {
       await throttle.clear(key)
       throw new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
     }
-    // The right password forgets the failures counted so far; a count kept in this database is cleared
-    // by the statement that opens the session.
+    const rememberMe = input.rememberMe ?? false
+    // A completed sign-in forgets the failures counted so far (a count kept in this database is cleared
+    // by the statement that opens the session). An account with a second factor gets no session for a
+    // password alone: the attempt stays counted until the second step succeeds.
+    const tokens = await sessions.open(user, { ...PASSWORD_PROOF, rememberMe, client }, throttle.inDatabase ? { clearAttemptsKey: key } : {})
+    if (!tokens) throw await this.secondFactorRequired(user.id, PASSWORD_PROOF, rememberMe)
     if (!throttle.inDatabase) await throttle.clear(key)
-    return sessions.open(user, { ...PASSWORD_PROOF, rememberMe: input.rememberMe ?? false, client }, throttle.inDatabase ? { clearAttemptsKey: key } : {})
+    return tokens
+  }
+
+  private async secondFactorRequired (userId: string, first: Proof, rememberMe: boolean): Promise<ApiError> {
+    const { mfaToken, methods } = await this.deps.mfa.challenge(userId, first, rememberMe)
+    return new ApiError('mfa_required', 'Send a code of your authenticator app (or a recovery code) with this mfaToken to /login/mfa', { extensions: { mfaToken, methods } })
+  }
+
+  /**
+   * The second step: an mfaToken from the first and a TOTP code or a recovery code. Counted per account
+   * like a password (429 once locked, before anything is checked); five wrong codes void the token. The
+   * code, the token and the new session are spent and made in one transaction.
+   */
+  async completeSecondFactor (input: { mfaToken: string, code?: string | undefined, recoveryCode?: string | undefined }, client: ClientMeta): Promise<{ tokens: IssuedTokens, method: SecondFactorMethod, recoveryCodesLeft?: number | undefined }> {
+    const { db, config, throttle, sessions, mfa } = this.deps
+    const challenge = await mfa.findChallenge(input.mfaToken)
+    if (!challenge) throw mfaTokenInvalid()
+    const key = `user:${challenge.userId}`
+    const gate = await throttle.reserve(key, new Date(this.deps.clock()))
+    if (!gate.allowed) throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
+    if (!challenge.usable) throw mfaTokenInvalid()
+    const proof: SecondFactorInput = input.code !== undefined ? { code: input.code } : { recoveryCode: input.recoveryCode! }
+    const outcome = await db.transaction(async tx => {
+      const second = await mfa.verify(tx, challenge.userId, proof)
+      if (!second) return 'wrong_code'
+      if (!await mfa.spendChallenge(tx, challenge.id)) return 'token_spent'
+      const user = await findUserById(tx, challenge.userId)
+      if (!user) return 'token_spent'
+      const tokens = await sessions.open(user, { aal: 'aal2', amr: [...challenge.amr, second.method], rememberMe: challenge.rememberMe, client }, {
+        ex: tx, ...(throttle.inDatabase ? { clearAttemptsKey: key } : {}),
+      })
+      return { tokens: tokens!, method: second.method, recoveryCodesLeft: second.recoveryCodesLeft }
+    })
+    if (outcome === 'token_spent') throw mfaTokenInvalid()
+    if (outcome === 'wrong_code') {
+      const failures = await mfa.failChallenge(challenge.id)
+      throw codeInvalid(failures !== undefined && failures < MFA_CHALLENGE_MAX_FAILURES
+        ? 'The code is not valid (a code is accepted once, within a minute of its time)'
+        : 'The code is not valid, and this mfaToken has had too many wrong codes: sign in again')
+    }
+    if (!throttle.inDatabase) await throttle.clear(key)
+    return outcome
   }
 }

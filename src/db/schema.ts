@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, check, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { bigint, boolean, check, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
 
@@ -49,6 +49,37 @@ export const sessions = pgTable('sessions', {
 }, t => [
   index('sessions_user_id_idx').on(t.userId),
   check('sessions_aal_check', sql`${t.aal} in ('aal1', 'aal2', 'aal3')`),
+])
+
+// A user's authenticator app (RFC 6238) and recovery codes, one row per user. Pending from enrolment
+// until a first code confirms it. The secret is AES-256-GCM under MFA_ENCRYPTION_KEY; recovery codes are
+// kept only as keyed hashes, each removed from the array when used.
+export const totpFactors = pgTable('totp_factors', {
+  userId: uuid('user_id').primaryKey().references(() => users.id, { onDelete: 'cascade' }),
+  secret: text('secret').notNull(),
+  createdAt: at('created_at').notNull(),
+  confirmedAt: at('confirmed_at'),
+  // the latest 30-second step accepted: a code of that step or an earlier one is never accepted again
+  lastStep: bigint('last_step', { mode: 'number' }),
+  recoveryCodes: text('recovery_codes').array().notNull().default(sql`'{}'::text[]`),
+})
+
+// The pause between a first factor and the second: a single-use token (stored as its SHA-256) that
+// /login/mfa exchanges, with a code, for a session.
+export const mfaChallenges = pgTable('mfa_challenges', {
+  id: uuid('id').primaryKey(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  tokenHash: text('token_hash').notNull(),
+  // what the first step proved, and the sign-in's rememberMe
+  amr: text('amr').array().notNull(),
+  rememberMe: boolean('remember_me').notNull(),
+  createdAt: at('created_at').notNull(),
+  expiresAt: at('expires_at').notNull(),
+  failures: integer('failures').notNull().default(0),
+  usedAt: at('used_at'),
+}, t => [
+  uniqueIndex('mfa_challenges_token_hash_key').on(t.tokenHash),
+  index('mfa_challenges_user_id_idx').on(t.userId),
 ])
 
 // Failed-login counts per account (or per unknown identifier), shared by every instance.

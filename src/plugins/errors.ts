@@ -73,7 +73,7 @@ function classify (err: FastifyError): ApiError {
 export function sendProblem (reply: FastifyReply, error: ApiError) {
   reply.request.problemCode = error.code
   reply.code(error.statusCode).headers(error.headers).type('application/problem+json')
-  return reply.send(toProblem(error.code, error.detail, error.errors))
+  return reply.send(toProblem(error.code, error.detail, error.errors, error.extensions))
 }
 
 /**

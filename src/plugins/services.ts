@@ -5,6 +5,8 @@ import { accessTokens, type AccessTokens } from '../auth/access-tokens.js'
 import { databaseAttemptThrottle, FORGOT_WINDOW_MS, redisAttemptThrottle } from '../auth/attempt-throttle.js'
 import { EmailVerificationService } from '../auth/email-verification.js'
 import type { RefreshSecrets, SigningKey } from '../auth/keys.js'
+import { MfaService } from '../auth/mfa.js'
+import { mfaSecrets } from '../auth/mfa-secrets.js'
 import { PasswordResetService } from '../auth/password-reset.js'
 import { dummyHash } from '../auth/passwords.js'
 import { refreshTokens } from '../auth/refresh-tokens.js'
@@ -16,6 +18,7 @@ declare module 'fastify' {
     accessTokens: AccessTokens
     sessions: SessionService
     signIn: SignInService
+    mfa: MfaService
     accounts: AccountService
     passwordReset: PasswordResetService
     emailVerification: EmailVerificationService
@@ -23,7 +26,7 @@ declare module 'fastify' {
 }
 
 /** The app's own services, built once from the config, the keys and the infrastructure plugins. */
-async function servicesPlugin (app: FastifyInstance, opts: { signingKey: SigningKey, refreshSecrets: RefreshSecrets }) {
+async function servicesPlugin (app: FastifyInstance, opts: { signingKey: SigningKey, refreshSecrets: RefreshSecrets, mfaKey: Buffer }) {
   const { config, clock, db, redis } = app
   const attempts = (limit: number, windowMs?: number) => redis
     ? redisAttemptThrottle(redis, config.redisKeyPrefix, limit, windowMs)
@@ -38,7 +41,9 @@ async function servicesPlugin (app: FastifyInstance, opts: { signingKey: Signing
   app.decorate('accessTokens', tokens)
   app.decorate('sessions', sessions)
   app.decorate('emailVerification', emailVerification)
-  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, throttle: signInThrottle }))
+  const mfa = new MfaService({ db, config, clock, sessions, secrets: mfaSecrets(opts.mfaKey), throttle: signInThrottle })
+  app.decorate('mfa', mfa)
+  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, throttle: signInThrottle }))
   app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle }))
   app.decorate('passwordReset', new PasswordResetService({
     db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued,

@@ -27,17 +27,26 @@ export interface NewSession {
   clearAttemptsKey: string | null
 }
 
+// The rule that no session of an account with a second factor is below aal2 lives in this statement:
+// an aal1 sign-in of such an account inserts nothing (and clears no count). The factor row is read
+// FOR SHARE, so a confirmation in flight is waited for and its outcome seen, not the state before it.
 const insertSession = statement<{ refresh_expires_ms: number }>(`
-  with cleared as (delete from login_throttle where key = $11::text)
+  with gate as (
+    select 1 where $7::text <> 'aal1' or not coalesce((select f.confirmed_at is not null from totp_factors f where f.user_id = $2::uuid for share), false)
+  ), cleared as (delete from login_throttle where key = $11::text and exists (select 1 from gate))
   insert into sessions (id, user_id, remember_me, created_at, last_used_at, absolute_expires_at, refresh_counter, refresh_expires_at, aal, amr, user_agent, ip)
-  values ($1::uuid, $2::uuid, $3::boolean, $4::timestamptz, $4::timestamptz, $5::timestamptz, 0,
-          ${nextRefreshExpiry('$6::timestamptz', '$5::timestamptz')}, $7::text, $8::text[], $9::text, $10::text)
+  select $1::uuid, $2::uuid, $3::boolean, $4::timestamptz, $4::timestamptz, $5::timestamptz, 0,
+         ${nextRefreshExpiry('$6::timestamptz', '$5::timestamptz')}, $7::text, $8::text[], $9::text, $10::text
+  from gate
   returning extract(epoch from refresh_expires_at)::float8 * 1000 as refresh_expires_ms`)
 
-/** A new session at counter 0, in one statement (inside the caller's transaction, if any). Returns its refresh expiry. */
-export async function insertLiveSession (ex: Executor, s: NewSession): Promise<Date> {
+/**
+ * A new session at counter 0, in one statement (inside the caller's transaction, if any). Returns its
+ * refresh expiry, or undefined when the account has a second factor and the sign-in proved only one.
+ */
+export async function insertLiveSession (ex: Executor, s: NewSession): Promise<Date | undefined> {
   const [row] = await insertSession(ex, [s.id, s.userId, s.rememberMe, iso(s.now), iso(s.absoluteExpiresAt), iso(s.idleExpiresAt), s.aal, s.amr, s.userAgent, s.ip, s.clearAttemptsKey])
-  return date(row!.refresh_expires_ms)!
+  return row && date(row.refresh_expires_ms)!
 }
 
 interface SessionUserRow extends UserEpochColumns {
@@ -87,15 +96,18 @@ export async function lockSession (ex: Executor, sessionId: string, now: Date) {
   return row && { ...sessionUser(row), live: row.live, revoked: row.revoked, lastUsedAt: date(row.last_used_ms)! }
 }
 
-const current = statement<UserEpochColumns & { live: boolean, revoked: boolean, aal: Aal, amr: string[] }>(`
-  select ${live('$3::timestamptz')} as live, s.revoked_at is not null as revoked, s.aal, s.amr, ${USER_EPOCH_COLUMNS}
-  from sessions s join users u on u.id = s.user_id
+const current = statement<UserEpochColumns & { live: boolean, revoked: boolean, aal: Aal, amr: string[], totp: boolean, recovery_codes_left: number }>(`
+  select ${live('$3::timestamptz')} as live, s.revoked_at is not null as revoked, s.aal, s.amr, ${USER_EPOCH_COLUMNS},
+         f.confirmed_at is not null as totp, coalesce(cardinality(f.recovery_codes), 0)::int as recovery_codes_left
+  from sessions s join users u on u.id = s.user_id left join totp_factors f on f.user_id = s.user_id and f.confirmed_at is not null
   where s.id = $1::uuid and s.user_id = $2::uuid`)
 
-/** One lookup by primary key, on every authenticated request: the session's state and its user. */
+/** One lookup by primary key, on every authenticated request: the session's state, its user and their second factors. */
 export async function findSessionState (ex: Executor, sessionId: string, userId: string, now: Date) {
   const [row] = await current(ex, [sessionId, userId, iso(now)])
-  return row && { live: row.live, revoked: row.revoked, aal: row.aal, amr: row.amr, user: userFromEpochColumns(row) }
+  return row && {
+    live: row.live, revoked: row.revoked, aal: row.aal, amr: row.amr, user: userFromEpochColumns(row), mfa: { totp: row.totp, recoveryCodesLeft: row.recovery_codes_left },
+  }
 }
 
 interface ListedRow { id: string, created_ms: number, last_used_ms: number, refresh_expires_ms: number, remember_me: boolean, user_agent: string | null, ip: string | null, aal: Aal }
@@ -139,4 +151,11 @@ const revokeOfUser = statement<{ id: string }>(`
 /** Ends every session of a user, or every one but `exceptId`. Returns how many ended. */
 export async function revokeUserSessions (ex: Executor, userId: string, reason: string, now: Date, exceptId?: string): Promise<number> {
   return (await revokeOfUser(ex, [userId, iso(now), reason, exceptId ?? null])).length
+}
+
+const raise = statement<{ id: string }>('update sessions set aal = $2::text, amr = $3::text[] where id = $1::uuid returning id')
+
+/** Records a factor proven during a session (TOTP confirmed in it): its new assurance level and methods. */
+export async function raiseSessionAssurance (ex: Executor, sessionId: string, aal: Aal, amr: string[]): Promise<void> {
+  await raise(ex, [sessionId, aal, amr])
 }

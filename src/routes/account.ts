@@ -5,6 +5,7 @@ import { audit } from '../audit.js'
 import { ApiError } from '../errors.js'
 import { AccountDeletion, PasswordChange, ProfileChanges, SessionList, SessionParams } from '../schemas/account.js'
 import { described, Profile, problemResponses } from '../schemas/common.js'
+import { Me } from '../schemas/mfa.js'
 import { normalizeIdentity } from './auth.js'
 
 const bearerOnly = [{ bearerAuth: [] }]
@@ -33,9 +34,9 @@ export default async function accountRoutes (fastify: FastifyInstance) {
       operationId: 'getMe',
       summary: 'The signed-in user',
       security: bearerOnly,
-      response: { 200: Profile, ...problemResponses(401) },
+      response: { 200: Me, ...problemResponses(401) },
     },
-  }, async (request) => principal(request).user)
+  }, async (request) => ({ ...principal(request).user, mfa: principal(request).mfa }))
 
   app.patch('/me', {
     onRequest: [app.authenticate],

@@ -42,4 +42,21 @@ export default async function adminRoutes (fastify: FastifyInstance) {
     audit(request, 'admin_sessions_revoked', { userId: request.principal!.user.id, sessionId: request.principal!.sessionId, targetUserId: request.params.id.toLowerCase(), sessionsEnded: ended })
     return reply.code(204).send(null)
   })
+
+  app.delete('/admin/users/:id/mfa', {
+    onRequest: adminOnly,
+    schema: {
+      tags: ['admin'],
+      operationId: 'resetUserMfa',
+      summary: 'Remove a user\'s second factors, for a lost device (admins only)',
+      description: 'Removes the authenticator app and recovery codes and signs the user out everywhere: the next sign-in needs the password only.',
+      security: [{ bearerAuth: [] }],
+      params: UserParams,
+      response: { 204: Type.Null({ description: 'Second factors removed and every session of the user ended' }), ...problemResponses(401, 'forbidden', 'not_found') },
+    },
+  }, async (request, reply) => {
+    const { removed, sessionsEnded } = await app.mfa.reset(request.params.id)
+    audit(request, 'admin_mfa_reset', { userId: request.principal!.user.id, sessionId: request.principal!.sessionId, targetUserId: request.params.id.toLowerCase(), removed, sessionsEnded })
+    return reply.code(204).send(null)
+  })
 }

@@ -7,6 +7,7 @@ import { ApiError } from '../errors.js'
 import { bearerToken, unauthorized } from '../plugins/auth.js'
 import { LoginBody, LogoutBody, RefreshBody, RegisterBody, TokenResponse } from '../schemas/auth.js'
 import { described, problemResponses } from '../schemas/common.js'
+import { LoginForbidden, LoginMfaBody } from '../schemas/mfa.js'
 
 export const meta = (request: FastifyRequest): ClientMeta => ({
   ip: request.ip ?? null,
@@ -62,14 +63,14 @@ export default async function authRoutes (fastify: FastifyInstance) {
 
   app.post('/login', {
     // fail closed: if the shared counter cannot be reached, sign-in waits (503) rather than going unlimited
-    config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000, skipOnError: false } },
+    config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000, skipOnError: false, groupId: 'login' } },
     preValidation: normalizeIdentity,
     schema: {
       tags: ['auth'],
       operationId: 'login',
       summary: 'Sign in with email or username and password',
       body: LoginBody,
-      response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 401, 413, 415) },
+      response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 401, 413, 415), 403: LoginForbidden },
     },
   }, async (request, reply) => {
     const { email, username } = request.body
@@ -83,7 +84,41 @@ export default async function authRoutes (fastify: FastifyInstance) {
       audit(request, 'login_success', { userId: result.user.id })
       return sendTokens(request, reply, result)
     } catch (err) {
-      if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code })
+      if (err instanceof ApiError && err.code === 'mfa_required') audit(request, 'login_mfa_required', {})
+      else if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code })
+      throw err
+    }
+  })
+
+  app.post('/login/mfa', {
+    // the same per-IP allowance as /login, counted together
+    config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000, skipOnError: false, groupId: 'login' } },
+    schema: {
+      tags: ['auth'],
+      operationId: 'loginMfa',
+      summary: 'Finish signing in with a code of the authenticator app or a recovery code',
+      description: 'After /login answered 403 mfa_required. A wrong code counts toward the per-account sign-in limit; five wrong codes void the mfaToken. Cookie mode (X-Auth-Mode: cookie) works as for /login.',
+      body: LoginMfaBody,
+      response: {
+        200: described(TokenResponse, 'Signed in with two factors (aal2)'),
+        ...problemResponses(400, 'mfa_token_invalid', 'mfa_code_invalid', 413, 415),
+      },
+    },
+  }, async (request, reply) => {
+    const { code, recoveryCode } = request.body
+    if ((code === undefined) === (recoveryCode === undefined)) {
+      throw new ApiError('validation_failed', 'Send exactly one of code and recoveryCode', {
+        errors: [{ path: code === undefined ? '/code' : '/recoveryCode', message: 'send exactly one of code and recoveryCode' }],
+      })
+    }
+    try {
+      const { tokens, method, recoveryCodesLeft } = await app.signIn.completeSecondFactor(request.body, meta(request))
+      if (method === 'rec') audit(request, 'mfa_recovery_code_used', { userId: tokens.user.id, route: 'login', recoveryCodesLeft })
+      audit(request, 'login_success', { userId: tokens.user.id, amr: ['pwd', method] })
+      return sendTokens(request, reply, tokens)
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'mfa_code_invalid') audit(request, 'mfa_code_failed', { route: 'login' })
+      else if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code, step: 'mfa' })
       throw err
     }
   })
