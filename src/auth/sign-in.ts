@@ -108,7 +108,7 @@ export class SignInService {
    * like a password (429 once locked, before anything is checked); five wrong codes void the token. The
    * code, the token and the new session are spent and made in one transaction.
    */
-  async completeSecondFactor (input: { mfaToken: string, code?: string | undefined, recoveryCode?: string | undefined }, client: ClientMeta): Promise<{ tokens: IssuedTokens, method: SecondFactorMethod, recoveryCodesLeft?: number | undefined }> {
+  async completeSecondFactor (input: { mfaToken: string, code?: string | undefined, recoveryCode?: string | undefined }, client: ClientMeta): Promise<{ tokens: IssuedTokens, amr: string[], method: SecondFactorMethod, recoveryCodesLeft?: number | undefined }> {
     const { db, config, throttle, sessions, mfa } = this.deps
     const challenge = await mfa.findChallenge(input.mfaToken)
     if (!challenge) throw mfaTokenInvalid()
@@ -123,10 +123,11 @@ export class SignInService {
       if (!await mfa.spendChallenge(tx, challenge.id)) return 'token_spent'
       const user = await findUserById(tx, challenge.userId)
       if (!user) return 'token_spent'
-      const tokens = await sessions.open(user, { aal: 'aal2', amr: [...challenge.amr, second.method], rememberMe: challenge.rememberMe, client }, {
+      const amr = [...challenge.amr, second.method]
+      const tokens = await sessions.open(user, { aal: 'aal2', amr, rememberMe: challenge.rememberMe, client }, {
         ex: tx, ...(throttle.inDatabase ? { clearAttemptsKey: key } : {}),
       })
-      return { tokens: tokens!, method: second.method, recoveryCodesLeft: second.recoveryCodesLeft }
+      return { tokens: tokens!, amr, method: second.method, recoveryCodesLeft: second.recoveryCodesLeft }
     })
     if (outcome === 'token_spent') throw mfaTokenInvalid()
     if (outcome === 'wrong_code') {

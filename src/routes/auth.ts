@@ -112,9 +112,9 @@ export default async function authRoutes (fastify: FastifyInstance) {
       })
     }
     try {
-      const { tokens, method, recoveryCodesLeft } = await app.signIn.completeSecondFactor(request.body, meta(request))
+      const { tokens, amr, method, recoveryCodesLeft } = await app.signIn.completeSecondFactor(request.body, meta(request))
       if (method === 'rec') audit(request, 'mfa_recovery_code_used', { userId: tokens.user.id, route: 'login', recoveryCodesLeft })
-      audit(request, 'login_success', { userId: tokens.user.id, amr: ['pwd', method] })
+      audit(request, 'login_success', { userId: tokens.user.id, amr })
       return sendTokens(request, reply, tokens)
     } catch (err) {
       if (err instanceof ApiError && err.code === 'mfa_code_invalid') audit(request, 'mfa_code_failed', { route: 'login' })
