@@ -1,4 +1,5 @@
 // What every bench mode shares: child processes, their RSS and CPU time, loads, and alternating comparisons.
+import { randomBytes } from 'node:crypto'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
@@ -189,6 +190,8 @@ export async function startService (o: ServiceOptions) {
     DATABASE_POOL_SIZE: o.pool,
     JWT_PRIVATE_KEY: o.key.privatePem,
     REFRESH_TOKEN_SECRET: o.refreshSecret.toString('base64'),
+    // required in production; the loads enrol no second factor
+    MFA_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     NODE_ENV: 'production',
     SMTP_URL: o.smtpUrl,
     APP_URL: 'https://app.example.com',

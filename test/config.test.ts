@@ -1,10 +1,11 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { generateSigningKey, resolveRefreshSecrets, resolveSigningKey } from '../src/auth/keys.js'
+import { generateSigningKey, resolveMfaKey, resolveRefreshSecrets, resolveSigningKey } from '../src/auth/keys.js'
 import { assertServable, ConfigError, loadConfig } from '../src/config.js'
+import { build } from './helper.js'
 
 t.test('defaults', async t => {
   const c = loadConfig({})
@@ -25,6 +26,7 @@ t.test('defaults', async t => {
   t.equal(c.cookieSecure, true)
   t.same(c.corsOrigins, [])
   t.equal(c.docsEnabled, true)
+  t.same(c.mfa, { issuer: 'Auth API', encryptionKey: undefined })
 })
 
 t.test('values are read and typed', async t => {
@@ -121,4 +123,81 @@ t.test('REFRESH_TOKEN_SECRET: required in production, generated once in developm
   t.throws(() => loadConfig({ REFRESH_TOKEN_SECRET: randomBytes(31).toString('base64') }), { message: /REFRESH_TOKEN_SECRET must be base64 of at least 32 random bytes/ })
   t.throws(() => loadConfig({ REFRESH_TOKEN_SECRET: 'not base64!'.repeat(8) }), { message: /REFRESH_TOKEN_SECRET must be base64/ })
   t.throws(() => loadConfig({ REFRESH_TOKEN_PREVIOUS_SECRETS: `${secret.toString('base64')},short` }), { message: /REFRESH_TOKEN_PREVIOUS_SECRETS \(secret 2\) must be base64/ })
+})
+
+t.test('MFA_ENCRYPTION_KEY: base64 of exactly 32 bytes', async t => {
+  const key = randomBytes(32)
+  t.same(loadConfig({ MFA_ENCRYPTION_KEY: key.toString('base64') }).mfa.encryptionKey, key)
+  t.same(loadConfig({ MFA_ENCRYPTION_KEY: ` ${key.toString('base64url')}\n` }).mfa.encryptionKey, key, 'base64url, surrounding space ignored')
+  const refused: [string, string][] = [
+    ['16 bytes', randomBytes(16).toString('base64')],
+    ['33 bytes', randomBytes(33).toString('base64')],
+    ['not base64', 'not base64!'.repeat(4)],
+    ['hex of 32 bytes (48 once read as base64)', key.toString('hex')],
+  ]
+  for (const [name, value] of refused) {
+    t.throws(() => loadConfig({ MFA_ENCRYPTION_KEY: value }), { name: 'ConfigError', message: /^MFA_ENCRYPTION_KEY must be base64 of exactly 32 random bytes \(e\.g\. openssl rand -base64 32\)$/ }, name)
+    t.throws(() => loadConfig({ NODE_ENV: 'production', MFA_ENCRYPTION_KEY: value }), { message: /MFA_ENCRYPTION_KEY/ }, `${name}, in production too`)
+  }
+})
+
+t.test('MFA_ISSUER: "Auth API" unless set', async t => {
+  t.equal(loadConfig({}).mfa.issuer, 'Auth API')
+  t.equal(loadConfig({ MFA_ISSUER: 'Example Corp' }).mfa.issuer, 'Example Corp')
+  t.equal(loadConfig({ MFA_ISSUER: '' }).mfa.issuer, 'Auth API', 'empty means unset')
+  t.throws(() => loadConfig({ MFA_ISSUER: 'x'.repeat(65) }), { name: 'ConfigError', message: /MFA_ISSUER must NOT have more than 64 characters/ })
+})
+
+t.test('resolveMfaKey: required in production, generated once in development, checked for size', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-mfa-key-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  t.throws(() => resolveMfaKey(loadConfig({ NODE_ENV: 'production', DATA_DIR: dir })),
+    { name: 'ConfigError', message: /MFA_ENCRYPTION_KEY must be set in production \(base64 of exactly 32 random bytes, e\.g\. openssl rand -base64 32\)/ })
+
+  const given = randomBytes(32)
+  const set = resolveMfaKey(loadConfig({ NODE_ENV: 'production', DATA_DIR: dir, MFA_ENCRYPTION_KEY: given.toString('base64') }))
+  t.same(set, { key: given }, 'the variable, no file')
+
+  const dev = loadConfig({ DATA_DIR: dir })
+  const first = resolveMfaKey(dev)
+  const path = join(dir, 'mfa-encryption-key')
+  t.equal(first.generatedPath, path, 'generated outside production')
+  t.equal(first.key.length, 32)
+  t.equal(statSync(path).mode & 0o777, 0o600, 'readable by the owner only')
+  t.same(Buffer.from(readFileSync(path, 'utf8').trim(), 'base64'), first.key, 'kept as base64')
+  const again = resolveMfaKey(dev)
+  t.equal(again.generatedPath, undefined)
+  t.equal(again.path, path)
+  t.same(again.key, first.key, 'reused on the next start')
+  t.same(resolveMfaKey(loadConfig({ DATA_DIR: dir, MFA_ENCRYPTION_KEY: given.toString('base64') })).key, given, 'the variable wins over the file')
+
+  for (const bytes of [16, 33]) {
+    writeFileSync(path, `${randomBytes(bytes).toString('base64')}\n`)
+    t.throws(() => resolveMfaKey(dev), { name: 'ConfigError', message: new RegExp(`${path} must hold base64 of exactly 32 bytes; delete it to have a new one generated`) }, `a file of ${bytes} bytes`)
+  }
+})
+
+t.test('the app says it generated, then uses, the development MFA key, and never logs the key', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-mfa-log-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const env = { DATA_DIR: dir, MFA_ENCRYPTION_KEY: '' }
+  const path = join(dir, 'mfa-encryption-key')
+  const lines = (logs: string[]) => logs.map(l => JSON.parse(l) as { level: number, msg: string, path?: string })
+
+  const first = await build(t, { env })
+  const key = readFileSync(path, 'utf8').trim()
+  const generated = lines(first.logs).find(l => /generated a development MFA encryption key/.test(l.msg))
+  t.match(generated, { level: 40, path, msg: /set MFA_ENCRYPTION_KEY in production/ }, 'a warning naming the file and the variable')
+  t.notOk(first.logs.join('').includes(key), 'the key is not in the log')
+  t.notOk(lines(first.logs).some(l => /using the development MFA encryption key/.test(l.msg)))
+  await first.close()
+
+  const second = await build(t, { env })
+  t.match(lines(second.logs).find(l => /using the development MFA encryption key from the data folder/.test(l.msg)), { level: 30, path })
+  t.notOk(lines(second.logs).some(l => /generated a development MFA encryption key/.test(l.msg)), 'not generated again')
+  t.equal(readFileSync(path, 'utf8').trim(), key, 'the file is unchanged')
+  t.notOk(second.logs.join('').includes(key), 'the key is not in the log')
+
+  const configured = await build(t)
+  t.notOk(configured.logs.some(l => /development MFA encryption key/.test(l)), 'with MFA_ENCRYPTION_KEY set, nothing about a development key')
 })

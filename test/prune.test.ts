@@ -1,10 +1,14 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
 import { LOGIN_WINDOW_MS } from '../src/auth/attempt-throttle.js'
+import { MFA_CHALLENGE_MAX_FAILURES, MFA_CHALLENGE_TTL_MS } from '../src/auth/mfa.js'
 import { pruneExpired } from '../src/repositories/prune.js'
-import { bearer, build, fakeClock, newAccount, register, rows, testDatabase, type TokenBody } from './helper.js'
+import { assertProblem, bearer, build, enableTotp, fakeClock, login, loginMfa, newAccount, register, rows, testDatabase, totp, type TokenBody } from './helper.js'
 
 const DAY = 24 * 3600_000
+const STEP = 30_000
+const rules = { attemptWindowMs: LOGIN_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES }
+const prune = async (atMs: number) => pruneExpired((await testDatabase()).db, new Date(atMs), rules)
 
 t.test('purges ended sessions and stale counts, keeps everything still usable', async t => {
   const clock = fakeClock()
@@ -24,7 +28,7 @@ t.test('purges ended sessions and stale counts, keeps everything still usable', 
   // keep the live session going past the others' ends (absolute lifetime is a day, so a new sign-in)
   const again = (await app.inject({ method: 'POST', url: '/login', payload: { email: account.email, password: account.password } })).json() as TokenBody
 
-  const removed = await pruneExpired((await testDatabase()).db, new Date(clock.now()), LOGIN_WINDOW_MS)
+  const removed = await prune(clock.now())
   t.ok(removed.sessions >= 3, `sessions removed: ${removed.sessions}`)
   t.ok(removed.throttles >= 1, 'stale login counts removed')
   const ids = [revoked.user.id, idle.user.id, live.user.id]
@@ -36,4 +40,43 @@ t.test('purges ended sessions and stale counts, keeps everything still usable', 
   // the first session of the live user ended with its absolute lifetime a day ago; the new one stays
   const [{ n }] = await rows<{ n: number }>(sql`select count(*)::int as n from sessions where user_id = ${live.user.id}`) as [{ n: number }]
   t.equal(n, 1)
+})
+
+t.test('purges mfaTokens that are spent, expired or voided by wrong codes, keeps a live one', async t => {
+  const clock = fakeClock()
+  const app = await build(t, { clock })
+  const { body: account, tokens } = await register(app)
+  const { secret } = await enableTotp(app, tokens.accessToken, clock.now())
+  const mfaToken = async () => {
+    const res = await login(app, { email: account.email, password: account.password })
+    return assertProblem(t, res, 403, 'mfa_required').mfaToken as string
+  }
+  // a code that is none of the window's, so it is wrong whatever the step
+  const wrongCode = () => {
+    const window = [-1, 0, 1].map(k => totp(secret, clock.now() + k * STEP))
+    return ['000000', '111111', '222222', '333333'].find(c => !window.includes(c))!
+  }
+
+  // each is unusable for one reason only when the prune runs
+  const expired = await mfaToken()
+  clock.advance(MFA_CHALLENGE_TTL_MS + STEP)
+  const voided = await mfaToken()
+  for (let i = 0; i < MFA_CHALLENGE_MAX_FAILURES; i++) assertProblem(t, await loginMfa(app, { mfaToken: voided, code: wrongCode() }), 403, 'mfa_code_invalid')
+  const spent = await mfaToken()
+  t.equal((await loginMfa(app, { mfaToken: spent, code: totp(secret, clock.now()) })).statusCode, 200, 'signed in with the spent one')
+  const live = await mfaToken()
+
+  const challenges = async () => (await rows<{ n: number }>(sql`select count(*)::int as n from mfa_challenges where user_id = ${tokens.user.id}::uuid`))[0]!.n
+  t.equal(await challenges(), 4, 'one row per sign-in that waited for a second factor')
+  const removed = await prune(clock.now())
+  t.equal(removed.mfaChallenges, 3, 'the spent, the expired and the voided one')
+  t.equal(await challenges(), 1, 'the live one is left')
+  t.equal((await prune(clock.now())).mfaChallenges, 0, 'nothing more on a second run')
+
+  clock.advance(STEP)
+  for (const token of [expired, voided, spent]) assertProblem(t, await loginMfa(app, { mfaToken: token, code: totp(secret, clock.now()) }), 400, 'mfa_token_invalid')
+  const signedIn = await loginMfa(app, { mfaToken: live, code: totp(secret, clock.now()) })
+  t.equal(signedIn.statusCode, 200, 'the live one still signs in')
+  t.equal((await prune(clock.now())).mfaChallenges, 1, 'and once spent it goes too')
+  t.equal(await challenges(), 0)
 })

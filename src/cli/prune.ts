@@ -1,14 +1,16 @@
 import { LONGEST_WINDOW_MS } from '../auth/attempt-throttle.js'
+import { MFA_CHALLENGE_MAX_FAILURES } from '../auth/mfa.js'
 import { loadConfig } from '../config.js'
 import { pruneExpired } from '../repositories/prune.js'
 import { openDatabase } from '../db/client.js'
 
-// `npm run db:prune`: deletes sessions ended over a day ago and stale attempt counts.
+// `npm run db:prune`: deletes sessions ended over a day ago, stale attempt counts and spent, expired or voided mfaTokens.
 const config = loadConfig(process.env)
 const handle = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, max: 1 })
 try {
   await handle.migrate()
-  console.log(JSON.stringify({ removed: await pruneExpired(handle.db, new Date(), LONGEST_WINDOW_MS) }))
+  const removed = await pruneExpired(handle.db, new Date(), { attemptWindowMs: LONGEST_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES })
+  console.log(JSON.stringify({ removed }))
 } finally {
   await handle.close()
 }

@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { LONGEST_WINDOW_MS } from '../auth/attempt-throttle.js'
+import { MFA_CHALLENGE_MAX_FAILURES } from '../auth/mfa.js'
 import { pruneExpired } from '../repositories/prune.js'
 
-/** Purges ended sessions and stale attempt counts every PRUNE_INTERVAL_SECONDS, off the request path. */
+/** Purges ended sessions, stale attempt counts and unusable mfaTokens every PRUNE_INTERVAL_SECONDS, off the request path. */
 async function prunePlugin (app: FastifyInstance) {
   const every = app.config.pruneIntervalSeconds
   if (every === 0) return
@@ -12,8 +13,8 @@ async function prunePlugin (app: FastifyInstance) {
     if (running) return
     running = true
     try {
-      const removed = await pruneExpired(app.db, new Date(app.clock()), LONGEST_WINDOW_MS)
-      app.log.info({ removed }, 'pruned ended sessions and stale attempt counts')
+      const removed = await pruneExpired(app.db, new Date(app.clock()), { attemptWindowMs: LONGEST_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES })
+      app.log.info({ removed }, 'pruned ended sessions, stale attempt counts and unusable mfaTokens')
     } catch (err) {
       app.log.warn({ err: { message: (err as Error).message } }, 'prune failed; will try again')
     } finally {

@@ -71,14 +71,14 @@ export async function insertMfaChallenge (ex: Executor, row: typeof mfaChallenge
   await ex.insert(mfaChallenges).values(row)
 }
 
-/** The usable challenge rule: unused, unexpired, fewer than `maxFailures` wrong codes. */
-const usable = (now: Date, maxFailures: number) =>
+/** The usable challenge rule: unused, unexpired, fewer than `maxFailures` wrong codes. The prune deletes the rest. */
+export const usableMfaChallenge = (now: Date, maxFailures: number) =>
   and(isNull(mfaChallenges.usedAt), gt(mfaChallenges.expiresAt, now), lt(mfaChallenges.failures, maxFailures))
 
 /** Counts a wrong code against a usable challenge; returns the failures so far (undefined if it was no longer usable). */
 export async function failMfaChallenge (ex: Executor, id: string, now: Date, maxFailures: number): Promise<number | undefined> {
   const [row] = await ex.update(mfaChallenges).set({ failures: sql`${mfaChallenges.failures} + 1` })
-    .where(and(eq(mfaChallenges.id, id), usable(now, maxFailures)))
+    .where(and(eq(mfaChallenges.id, id), usableMfaChallenge(now, maxFailures)))
     .returning({ failures: mfaChallenges.failures })
   return row?.failures
 }
@@ -86,7 +86,7 @@ export async function failMfaChallenge (ex: Executor, id: string, now: Date, max
 /** Spends a usable challenge, atomically (two requests with one token: one wins). */
 export async function spendMfaChallenge (ex: Executor, id: string, now: Date, maxFailures: number): Promise<boolean> {
   const rows = await ex.update(mfaChallenges).set({ usedAt: now })
-    .where(and(eq(mfaChallenges.id, id), usable(now, maxFailures)))
+    .where(and(eq(mfaChallenges.id, id), usableMfaChallenge(now, maxFailures)))
     .returning({ id: mfaChallenges.id })
   return rows.length > 0
 }
@@ -98,7 +98,7 @@ export async function findMfaChallenge (ex: Executor, tokenHash: string, now: Da
     userId: mfaChallenges.userId,
     amr: mfaChallenges.amr,
     rememberMe: mfaChallenges.rememberMe,
-    usable: sql<boolean>`coalesce(${usable(now, maxFailures)}, false)`,
+    usable: sql<boolean>`coalesce(${usableMfaChallenge(now, maxFailures)}, false)`,
   }).from(mfaChallenges).where(eq(mfaChallenges.tokenHash, tokenHash)).limit(1)
   return row
 }

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm'
 import type { Database } from '../db/client.js'
+import { usableMfaChallenge } from './mfa.js'
 
 const BATCH = 1000
 // Ended sessions are kept a day for support and audit, then deleted.
@@ -15,12 +16,20 @@ async function deleteInBatches (db: Database, statement: () => ReturnType<typeof
   }
 }
 
+export interface PruneRules {
+  /** Attempt counts whose window started longer ago than this are stale. */
+  attemptWindowMs: number
+  /** Wrong codes that void an mfaToken. */
+  mfaChallengeMaxFailures: number
+}
+
 /**
  * Deletes what can no longer be used: sessions ended (revoked, past their absolute lifetime, or idle past
- * their refresh expiry) over a day ago, and stale attempt counts. In small batches, so it never holds many
- * locks at once.
+ * their refresh expiry) over a day ago, stale attempt counts, and sign-ins waiting for a second factor whose
+ * mfaToken is spent, expired or voided by wrong codes (at once: an unknown token gets the same answer, and
+ * the audit lines keep the failures). In small batches, so it never holds many locks at once.
  */
-export async function pruneExpired (db: Database, now: Date, attemptWindowMs: number) {
+export async function pruneExpired (db: Database, now: Date, rules: PruneRules) {
   const ended = new Date(now.getTime() - KEEP_ENDED_MS).toISOString()
   const sessions = await deleteInBatches(db, () => sql`
     delete from sessions where id in (
@@ -29,6 +38,10 @@ export async function pruneExpired (db: Database, now: Date, attemptWindowMs: nu
       limit ${BATCH})`)
   const throttles = await deleteInBatches(db, () => sql`
     delete from login_throttle where key in (
-      select key from login_throttle where window_started_at < ${new Date(now.getTime() - attemptWindowMs).toISOString()}::timestamptz limit ${BATCH})`)
-  return { sessions, throttles }
+      select key from login_throttle where window_started_at < ${new Date(now.getTime() - rules.attemptWindowMs).toISOString()}::timestamptz limit ${BATCH})`)
+  // the rule the sign-in checks, negated: whatever it would refuse
+  const mfaChallenges = await deleteInBatches(db, () => sql`
+    delete from mfa_challenges where id in (
+      select id from mfa_challenges where not (${usableMfaChallenge(now, rules.mfaChallengeMaxFailures)}) limit ${BATCH})`)
+  return { sessions, throttles, mfaChallenges }
 }

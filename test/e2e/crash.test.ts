@@ -10,7 +10,7 @@ const ADMIN = process.env.TEST_DATABASE_URL
 t.test('SIGKILL during a burst of registrations and refreshes leaves no half-written rows', {
   skip: ADMIN ? false : 'needs TEST_DATABASE_URL (the database must outlive the killed process)',
 }, async t => {
-  const env = { DATABASE_URL: await createServerDatabase(ADMIN!), JWT_PRIVATE_KEY: generateSigningKey().privatePem, REFRESH_TOKEN_SECRET: randomBytes(32).toString('base64'), RATE_LIMIT_REGISTER_IP: '10000', RATE_LIMIT_REFRESH_IP: '10000', RATE_LIMIT_LOGIN_IP: '10000' }
+  const env = { DATABASE_URL: await createServerDatabase(ADMIN!), JWT_PRIVATE_KEY: generateSigningKey().privatePem, REFRESH_TOKEN_SECRET: randomBytes(32).toString('base64'), MFA_ENCRYPTION_KEY: randomBytes(32).toString('base64'), RATE_LIMIT_REGISTER_IP: '10000', RATE_LIMIT_REFRESH_IP: '10000', RATE_LIMIT_LOGIN_IP: '10000' }
   const server = await liveServer(t, env)
   const post = (path: string, body: object) => fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
     .then(async r => ({ status: r.status, body: await r.json() as TokenBody }), () => ({ status: 0, body: null }))

@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { request as httpRequest, Agent } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { generateSigningKey } from '../../src/auth/keys.js'
 import { openDatabase } from '../../src/db/client.js'
-import { assertProblem, bearer, createServerDatabase, newAccount, testConfig, testKey, type TokenBody } from '../helper.js'
-import { liveServer } from '../live-server.js'
+import { assertProblem, bearer, claims, createServerDatabase, newAccount, testConfig, testKey, totp, type TokenBody } from '../helper.js'
+import { freePort, kill, liveServer, start } from '../live-server.js'
 import { tcpProxy } from '../tcp-proxy.js'
 
 // Several processes on one database need a database server: these run in the Postgres pass of the suite.
@@ -23,8 +26,9 @@ t.test('two instances on one Postgres and one Redis behave as one service', { sk
     REDIS_URL: 'redis://127.0.0.1:6379',
     REDIS_KEY_PREFIX: `test:${randomBytes(4).toString('hex')}:`,
     JWT_PRIVATE_KEY: generateSigningKey().privatePem,
-    // every instance shares the refresh token secret, as the signing key
+    // every instance shares the refresh token secret and the MFA encryption key, as the signing key
     REFRESH_TOKEN_SECRET: randomBytes(32).toString('base64'),
+    MFA_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     RATE_LIMIT_LOGIN_ACCOUNT: '3',
   }
   const a = await liveServer(t, env)
@@ -42,6 +46,18 @@ t.test('two instances on one Postgres and one Redis behave as one service', { sk
   t.equal(new Set(race.map(r => (r.body as TokenBody).refreshToken)).size, 1, 'with one successor')
   const next = race[0]!.body as TokenBody
   t.equal((await post(b.url, '/refresh', { refreshToken: next.refreshToken })).status, 200)
+
+  // a second factor enrolled through one instance is checked by the other (the secret is sealed under the shared key)
+  const second = newAccount()
+  const own = (await post(a.url, '/register', second)).body as TokenBody
+  const { secret } = (await post(a.url, '/mfa/totp/enroll', undefined, bearer(own.accessToken))).body as { secret: string }
+  t.equal((await post(b.url, '/mfa/totp/confirm', { code: totp(secret, Date.now()) }, bearer(own.accessToken))).status, 200, 'enrolled on one, confirmed on the other')
+  const paused = await post(b.url, '/login', second)
+  t.equal(paused.status, 403)
+  // the next step's code: the confirmation spent this one
+  const signedIn = await post(a.url, '/login/mfa', { mfaToken: (paused.body as { mfaToken: string }).mfaToken, code: totp(secret, Date.now() + 30_000) })
+  t.equal(signedIn.status, 200, 'the second step on the other instance')
+  t.equal(claims((signedIn.body as TokenBody).accessToken).aal, 'aal2')
 
   const wrong = { email: account.email, password: 'wrong password' }
   t.equal((await post(a.url, '/login', wrong)).status, 401)
@@ -113,4 +129,32 @@ t.test('SIGTERM: in-flight requests finish, idle keep-alive connections do not h
   t.ok(Date.now() - stopAt < 8000, `exited promptly (${Date.now() - stopAt} ms)`)
   t.match(server.output(), /shutting down/)
   agent.destroy()
+})
+
+t.test('production refuses to start without MFA_ENCRYPTION_KEY, or with one of the wrong length', async t => {
+  const base = {
+    NODE_ENV: 'production',
+    JWT_PRIVATE_KEY: generateSigningKey().privatePem,
+    REFRESH_TOKEN_SECRET: randomBytes(32).toString('base64'),
+    APP_URL: 'https://app.example.com',
+    SMTP_URL: 'smtp://127.0.0.1:9',
+    // never reached: the key is checked before anything connects
+    DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+  }
+  const cases: [string, string | undefined, RegExp][] = [
+    ['missing', undefined, /MFA_ENCRYPTION_KEY must be set in production \(base64 of exactly 32 random bytes/],
+    ['16 bytes', randomBytes(16).toString('base64'), /MFA_ENCRYPTION_KEY must be base64 of exactly 32 random bytes/],
+    ['33 bytes', randomBytes(33).toString('base64'), /MFA_ENCRYPTION_KEY must be base64 of exactly 32 random bytes/],
+  ]
+  await Promise.all(cases.map(async ([name, key, message]) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'auth-data-'))
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    const proc = start({ ...base, DATA_DIR: dataDir, PORT: String(await freePort()), ...(key ? { MFA_ENCRYPTION_KEY: key } : {}) })
+    t.teardown(() => kill(proc.child))
+    t.equal(await proc.exited, 1, `${name}: exit 1`)
+    t.match(proc.output(), message, `${name}: the message names the variable`)
+    t.notMatch(proc.output(), /\n\s+at /, `${name}: a message, not a stack trace`)
+    t.notMatch(proc.output(), /Server listening/, `${name}: never listened`)
+    if (key) t.notOk(proc.output().includes(key), `${name}: the value is not echoed`)
+  }))
 })

@@ -11,6 +11,7 @@ t.test('starts with a generated development key, serves the README walkthrough, 
   const { port } = proc
   t.match(proc.output(), /generated a development signing key/)
   t.match(proc.output(), /generated a development refresh token secret/)
+  t.match(proc.output(), /generated a development MFA encryption key/)
   t.match(proc.output(), /^\{"level":/m, 'not a terminal: JSON lines')
   t.notMatch(proc.output(), /-----BEGIN [A-Z ]*KEY-----/, 'the key itself is never logged')
   t.notMatch(proc.output(), /UV_THREADPOOL_SIZE is not set/, 'started as npm start does, the pool is sized')
