@@ -212,3 +212,26 @@ export function stub<T extends object, K extends keyof T> (test: Test, target: T
   test.teardown(restore)
   return { original, restore }
 }
+
+/** A six-digit code that no step within two of `atMs` has for `secret`: a wrong code, whatever the window. */
+export function wrongCode (secret: string, atMs: number) {
+  const near = new Set([-2, -1, 0, 1, 2].map(k => totp(secret, atMs + k * 30_000)))
+  for (let n = Number(totp(secret, atMs)) + 1; ; n++) {
+    const code = String(n % 1_000_000).padStart(6, '0')
+    if (!near.has(code)) return code
+  }
+}
+
+/** A new account with TOTP on (enrolled and confirmed with the code of `atMs`): its registration, secret and recovery codes. */
+export async function totpAccount (app: TestApp, atMs: number = app.clock()) {
+  const { body: account, tokens } = await register(app)
+  return { account, tokens, ...await enableTotp(app, tokens.accessToken, atMs) }
+}
+
+/** The first step of signing in to an account with TOTP: the mfaToken of /login's 403 mfa_required. */
+export async function mfaTokenOf (app: TestApp, account: { email: string, password: string }, extra: Record<string, unknown> = {}, headers: Headers = {}) {
+  const res = await login(app, { email: account.email, password: account.password, ...extra }, headers)
+  const body = res.json() as { code?: string, mfaToken?: string }
+  if (res.statusCode !== 403 || body.code !== 'mfa_required') throw new Error(`expected mfa_required: ${res.statusCode} ${res.body}`)
+  return body.mfaToken!
+}

@@ -5,8 +5,9 @@ import { audit } from '../audit.js'
 import { ApiError } from '../errors.js'
 
 /**
- * Per-client-IP limits. The default applies to every route (RATE_LIMIT_IP a minute); /login,
- * /register and /refresh set their own in their route config, each counted separately.
+ * Per-client-IP limits. The default applies to every route (RATE_LIMIT_IP a minute); /register and
+ * /refresh set their own in their route config, each counted separately; /login and /login/mfa share one
+ * limiter (routes/auth.ts).
  * request.ip is the socket address unless TRUST_PROXY names the proxies.
  */
 async function rateLimitPlugin (app: FastifyInstance) {

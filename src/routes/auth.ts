@@ -28,6 +28,10 @@ export default async function authRoutes (fastify: FastifyInstance) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { rateLimit } = app.config
   const cookie = app.refreshCookie
+  // One limiter (one counter per IP) for both steps of a sign-in. A route's own rateLimit config gets a
+  // store of its own, so a groupId there shares nothing (fastify/fastify-rate-limit#463).
+  // Fail closed: if the shared counter cannot be reached, sign-in waits (503) rather than going unlimited.
+  const signInIpLimit = app.rateLimit({ max: rateLimit.loginIp, timeWindow: 60_000, skipOnError: false })
 
   /** Body mode sends both tokens; cookie mode keeps the refresh token in an HttpOnly cookie. */
   function sendTokens (request: FastifyRequest, reply: FastifyReply, tokens: IssuedTokens, status = 200) {
@@ -62,8 +66,8 @@ export default async function authRoutes (fastify: FastifyInstance) {
   })
 
   app.post('/login', {
-    // fail closed: if the shared counter cannot be reached, sign-in waits (503) rather than going unlimited
-    config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000, skipOnError: false, groupId: 'login' } },
+    config: { rateLimit: false },
+    onRequest: signInIpLimit,
     preValidation: normalizeIdentity,
     schema: {
       tags: ['auth'],
@@ -92,7 +96,8 @@ export default async function authRoutes (fastify: FastifyInstance) {
 
   app.post('/login/mfa', {
     // the same per-IP allowance as /login, counted together
-    config: { rateLimit: { max: rateLimit.loginIp, timeWindow: 60_000, skipOnError: false, groupId: 'login' } },
+    config: { rateLimit: false },
+    onRequest: signInIpLimit,
     schema: {
       tags: ['auth'],
       operationId: 'loginMfa',
