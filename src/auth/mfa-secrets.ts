@@ -29,7 +29,11 @@ export function mfaSecrets (key: Buffer): MfaSecrets {
       if (raw[0] !== VERSION || raw.length < 1 + IV_BYTES + TAG_BYTES) throw new Error('sealed TOTP secret of an unknown format')
       const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(1, 1 + IV_BYTES)).setAAD(Buffer.from(userId))
       decipher.setAuthTag(raw.subarray(raw.length - TAG_BYTES))
-      return Buffer.concat([decipher.update(raw.subarray(1 + IV_BYTES, raw.length - TAG_BYTES)), decipher.final()]).toString('utf8')
+      try {
+        return Buffer.concat([decipher.update(raw.subarray(1 + IV_BYTES, raw.length - TAG_BYTES)), decipher.final()]).toString('utf8')
+      } catch (err) {
+        throw new Error('a stored TOTP secret does not open with MFA_ENCRYPTION_KEY: was the key changed? (README: the MFA encryption key)', { cause: err })
+      }
     },
     recoveryCodeHash: code => createHmac('sha256', codeKey).update(code).digest('base64url'),
   }

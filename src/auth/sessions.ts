@@ -188,7 +188,7 @@ export class SessionService {
     return revokeSession(this.deps.db, sessionId, reason, this.now())
   }
 
-  /** Ends every session of a user, or every one but `exceptId`, in the caller's transaction if given. Returns how many ended. */
+  /** Ends every session of a user (or every one but `exceptId`) and voids their pending mfaTokens, in the caller's transaction if given. Returns how many ended. */
   endAll (userId: string, reason: string, options: { exceptId?: string | undefined, ex?: Executor } = {}): Promise<number> {
     return revokeUserSessions(options.ex ?? this.deps.db, userId, reason, this.now(), options.exceptId)
   }

@@ -144,11 +144,15 @@ export async function revokeSession (ex: Executor, sessionId: string, reason: st
 }
 
 const revokeOfUser = statement<{ id: string }>(`
+  with pending as (delete from mfa_challenges where user_id = $1::uuid)
   update sessions set revoked_at = $2::timestamptz, revoked_reason = $3::text
   where user_id = $1::uuid and revoked_at is null and ($4::uuid is null or id <> $4::uuid)
   returning id`)
 
-/** Ends every session of a user, or every one but `exceptId`. Returns how many ended. */
+/**
+ * Ends every session of a user, or every one but `exceptId`, and any sign-in of theirs still waiting for
+ * its second factor (its mfaToken then opens nothing). Returns how many sessions ended.
+ */
 export async function revokeUserSessions (ex: Executor, userId: string, reason: string, now: Date, exceptId?: string): Promise<number> {
   return (await revokeOfUser(ex, [userId, iso(now), reason, exceptId ?? null])).length
 }
