@@ -1,8 +1,10 @@
-// Cookie mode in ~60 lines: no token ever touches localStorage or document.cookie.
+// Cookie mode, and two-factor sign-in: no token ever touches localStorage or document.cookie.
 const MODE = { 'X-Auth-Mode': 'cookie' }
 let accessToken = null
 let refreshTimer = null
 let refreshes = 0
+// between /login's 403 mfa_required and /login/mfa: single use, 5 minutes, in memory only
+let mfaToken = null
 
 const $ = id => document.getElementById(id)
 const show = value => { $('out').textContent = typeof value === 'string' ? value : JSON.stringify(value, null, 2) }
@@ -13,7 +15,7 @@ async function call (path, { body, auth = false, method = 'POST' } = {}) {
   if (auth && accessToken) headers.Authorization = `Bearer ${accessToken}`
   const res = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) })
   const data = res.status === 204 ? null : await res.json()
-  return { ok: res.ok, status: res.status, data }
+  return { ok: res.ok, status: res.status, data, retryAfter: res.headers.get('retry-after') }
 }
 
 function signedIn ({ accessToken: token, expiresIn, user }) {
@@ -28,6 +30,9 @@ function signedOut (why = 'signed out') {
   accessToken = null
   clearTimeout(refreshTimer)
   $('status').textContent = why
+  endEnrolment()
+  $('recovery').hidden = true
+  $('recovery-codes').replaceChildren()
 }
 
 async function silentRefresh () {
@@ -59,9 +64,77 @@ form('register', async ({ email, password, name }) => {
 
 form('login', async ({ email, password, rememberMe }) => {
   const res = await call('/login', { body: { email, password, rememberMe: rememberMe === 'on' } })
+  if (res.status === 403 && res.data.code === 'mfa_required') {
+    mfaToken = res.data.mfaToken
+    show({ code: res.data.code, title: res.data.title, methods: res.data.methods })
+    $('login-mfa').hidden = false
+    $('login-mfa').elements.code.focus()
+    return
+  }
   show(res.data)
   if (res.ok) signedIn(res.data)
 })
+
+// Six digits are a code of the app; anything else is taken for a recovery code (case, spaces, hyphens ignored).
+form('login-mfa', async ({ code }) => {
+  const typed = code.replace(/\s/g, '')
+  const body = /^\d{6}$/.test(typed) ? { mfaToken, code: typed } : { mfaToken, recoveryCode: code }
+  const res = await call('/login/mfa', { body })
+  if (res.ok) {
+    endSecondStep()
+    show(res.data)
+    signedIn(res.data)
+  } else if (res.data.code === 'mfa_token_invalid') {
+    // used, expired or too many wrong codes: only a new sign-in gives a new one
+    endSecondStep()
+    show({ ...res.data, next: 'sign in again with your password' })
+  } else if (res.status === 429) {
+    show({ ...res.data, next: `wait ${res.retryAfter} s before trying again` })
+  } else {
+    show(res.data)
+  }
+})
+
+function endSecondStep () {
+  mfaToken = null
+  $('login-mfa').reset()
+  $('login-mfa').hidden = true
+}
+
+// The QR code comes as SVG text; as an <img> data: URL it is only ever an image (no script, no DOM of its own).
+const svgDataUrl = svg => `data:image/svg+xml;base64,${btoa(Array.from(new TextEncoder().encode(svg), b => String.fromCharCode(b)).join(''))}`
+
+form('mfa-enroll', async () => {
+  const res = await call('/mfa/totp/enroll', { auth: true })
+  if (!res.ok) return show(res.data)
+  const { secret, otpauthUrl, qrSvg } = res.data
+  show({ secret, otpauthUrl })
+  $('qr').src = svgDataUrl(qrSvg)
+  $('secret').textContent = secret
+  $('recovery').hidden = true
+  $('mfa-confirm').hidden = false
+  $('mfa-confirm').elements.code.focus()
+})
+
+form('mfa-confirm', async ({ code }) => {
+  const res = await call('/mfa/totp/confirm', { auth: true, body: { code: code.replace(/\s/g, '') } })
+  show(res.data)
+  if (!res.ok) return
+  endEnrolment()
+  $('recovery-codes').replaceChildren(...res.data.recoveryCodes.map(c => {
+    const item = document.createElement('li')
+    item.append(Object.assign(document.createElement('code'), { textContent: c }))
+    return item
+  }))
+  $('recovery').hidden = false
+})
+
+function endEnrolment () {
+  $('mfa-confirm').reset()
+  $('mfa-confirm').hidden = true
+  $('qr').removeAttribute('src')
+  $('secret').textContent = ''
+}
 
 $('me').addEventListener('click', async () => show((await call('/me', { method: 'GET', auth: true })).data))
 

@@ -10,8 +10,10 @@ export default async function demoRoutes (app: FastifyInstance) {
   const html = readFileSync(new URL('index.html', dir))
   const js = readFileSync(new URL('app.js', dir))
   const csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+  // the enrolment QR code is shown as a data: image (an SVG as an image runs no script)
+  const demoCsp = `${csp}; img-src 'self' data:`
   app.get('/demo', { schema: { hide: true } }, async (_request, reply) =>
-    reply.type('text/html; charset=utf-8').header('content-security-policy', csp).send(html))
+    reply.type('text/html; charset=utf-8').header('content-security-policy', demoCsp).send(html))
   app.get('/demo/app.js', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/javascript; charset=utf-8').send(js))
 

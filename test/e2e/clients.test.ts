@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import t from 'tap'
+import { totpAt } from '../../src/auth/totp.js'
 import { liveServer } from '../live-server.js'
 import { runReadmeBlock } from '../readme.js'
 
@@ -53,4 +54,25 @@ t.test('HTTPie: the README block runs as written', { skip: !hasHttpie && !proces
   t.match(run.output, /HTTP\/1.1 204 No Content/)
   t.match(run.output, /"code": "validation_failed"/)
   t.match(run.output, /"path": "\/email"/)
+})
+
+t.test('HTTPie: the README\'s two-factor sign-in runs as written', { skip: !hasHttpie && !process.env.CI ? 'HTTPie (`http`) is not installed' : false }, async t => {
+  const server = await liveServer(t)
+  const post = async (path: string, body: unknown, token?: string) => {
+    const res = await fetch(`${server.url}${path}`, {
+      method: 'POST',
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
+    return await res.json() as Record<string, unknown>
+  }
+  // the account the README's curl block made, with the app on
+  const { accessToken } = await post('/register', { email: 'alan@example.com', password: 'a long passphrase for alan' }) as { accessToken: string }
+  const { secret } = await post('/mfa/totp/enroll', undefined, accessToken) as { secret: string }
+  const confirmedAt = Date.now()
+  t.ok((await post('/mfa/totp/confirm', { code: totpAt(secret, confirmedAt) }, accessToken)).recoveryCodes, 'two-factor sign-in is on')
+
+  const run = await runReadmeBlock('mfa-httpie', server.port, true, () => totpAt(secret, confirmedAt + 30_000))
+  t.equal(run.code, 0, run.output)
+  t.match(run.output, /"expiresIn": 900,\s+"refreshExpiresIn": 43200/)
 })

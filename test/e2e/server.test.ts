@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { totpAt } from '../../src/auth/totp.js'
 import { freePort, kill, liveServer, start } from '../live-server.js'
 import { runReadmeBlock } from '../readme.js'
 
@@ -24,6 +25,31 @@ t.test('starts with a generated development key, serves the README walkthrough, 
   proc.child.kill('SIGTERM')
   t.equal(await proc.exited, 0, 'exits cleanly')
   t.match(proc.output(), /shutting down/)
+})
+
+t.test('the README\'s two-factor block runs as written, with the codes a reader would type', async t => {
+  const server = await liveServer(t)
+  let confirmedAt = 0
+  const recoveryCodeLists = (output: string) => [...output.matchAll(/\[("[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}",?){10}\]/g)].map(m => JSON.parse(m[0]) as string[])
+  const run = await runReadmeBlock('mfa', server.port, true, (prompt, output) => {
+    const secret = /secret: ([A-Z2-7]+)/.exec(output)![1]!
+    switch (prompt) {
+      case 0: confirmedAt = Date.now(); return totpAt(secret, confirmedAt)
+      // the confirmation's step is spent: the app's next code
+      case 1: return totpAt(secret, confirmedAt + 30_000)
+      // the first recovery code signed in at step 6; the new list's first turns the app off
+      case 2: return recoveryCodeLists(output)[0]![1]!
+      default: return recoveryCodeLists(output)[1]![0]!
+    }
+  })
+  t.equal(run.code, 0, run.output)
+  t.match(run.output, /"code": "mfa_required"/)
+  t.match(run.output, /"totp": true,\s+"recoveryCodesLeft": 10/, 'signed in with a code')
+  t.match(run.output, /"email": "alan@example.com"/, 'signed in with a recovery code')
+  t.equal(recoveryCodeLists(run.output).length, 2, 'the codes, then new ones')
+  t.match(run.output, /\n204\n/, 'turned off')
+  const login = await fetch(`${server.url}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'alan@example.com', password: 'a long passphrase for alan' }) })
+  t.equal(login.status, 200, 'the password alone signs in again')
 })
 
 t.test('production refuses to start without a signing key, naming the variable', async t => {
