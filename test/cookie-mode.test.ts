@@ -102,6 +102,14 @@ t.test('CORS: listed origins only, with credentials; preflight works', async t =
   t.equal(preflight.headers['access-control-allow-credentials'], 'true')
   t.match(String(preflight.headers['access-control-allow-headers']), /x-auth-mode/)
   t.match(String(preflight.headers['access-control-allow-methods']), /POST/)
+  // an app on a listed origin can also end a session, edit the profile, turn two-factor sign-in off
+  const deletion = await app.inject({
+    method: 'OPTIONS',
+    url: '/mfa/totp',
+    headers: { origin: ORIGIN, 'access-control-request-method': 'DELETE', 'access-control-request-headers': 'content-type,authorization' },
+  })
+  t.equal(deletion.statusCode, 204)
+  t.same(String(deletion.headers['access-control-allow-methods']).split(',').map(m => m.trim()).sort(), ['DELETE', 'GET', 'PATCH', 'POST'])
 
   const simple = await app.inject({ url: '/health', headers: { origin: 'http://localhost:5173' } })
   t.equal(simple.headers['access-control-allow-origin'], 'http://localhost:5173')

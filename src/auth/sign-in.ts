@@ -105,17 +105,18 @@ export class SignInService {
 
   /**
    * The second step: an mfaToken from the first and a TOTP code or a recovery code. Counted per account
-   * like a password (429 once locked, before anything is checked); five wrong codes void the token. The
+   * like a password (429 once locked, before the code is checked); five wrong codes void the token. The
    * code, the token and the new session are spent and made in one transaction.
    */
   async completeSecondFactor (input: { mfaToken: string, code?: string | undefined, recoveryCode?: string | undefined }, client: ClientMeta): Promise<{ tokens: IssuedTokens, amr: string[], method: SecondFactorMethod, recoveryCodesLeft?: number | undefined }> {
     const { db, config, throttle, sessions, mfa } = this.deps
+    // A dead token (spent, expired, voided) is refused without counting: it can prove nothing, and a
+    // client retrying after a lost answer should not use up the account's allowance.
     const challenge = await mfa.findChallenge(input.mfaToken)
-    if (!challenge) throw mfaTokenInvalid()
+    if (!challenge?.usable) throw mfaTokenInvalid()
     const key = `user:${challenge.userId}`
     const gate = await throttle.reserve(key, new Date(this.deps.clock()))
     if (!gate.allowed) throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
-    if (!challenge.usable) throw mfaTokenInvalid()
     const proof: SecondFactorInput = input.code !== undefined ? { code: input.code } : { recoveryCode: input.recoveryCode! }
     const outcome = await db.transaction(async tx => {
       const second = await mfa.verify(tx, challenge.userId, proof)

@@ -32,7 +32,8 @@ async function browserPlugin (app: FastifyInstance) {
   await app.register(fastifyCors, {
     origin: (origin, cb) => cb(null, origin !== undefined && allowed.has(origin)),
     credentials: true,
-    methods: ['GET', 'POST'],
+    // every method a route uses: an app on a listed origin manages sessions, the profile and second factors too
+    methods: ['GET', 'POST', 'PATCH', 'DELETE'],
     allowedHeaders: ['content-type', 'authorization', AUTH_MODE_HEADER],
     exposedHeaders: ['retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'www-authenticate'],
     maxAge: 600,
