@@ -120,15 +120,15 @@ export class SignInService {
     const outcome = await db.transaction(async tx => {
       const second = await mfa.verify(tx, challenge.userId, proof)
       if (!second) return 'wrong_code'
-      if (!await mfa.spendChallenge(tx, challenge.id)) return 'token_spent'
+      // thrown, not returned: the rollback gives back the code verify just spent
+      if (!await mfa.spendChallenge(tx, challenge.id)) throw mfaTokenInvalid()
       const user = await findUserById(tx, challenge.userId)
-      if (!user) return 'token_spent'
+      if (!user) throw mfaTokenInvalid()
       const tokens = await sessions.open(user, { aal: 'aal2', amr: [...challenge.amr, second.method], rememberMe: challenge.rememberMe, client }, {
         ex: tx, ...(throttle.inDatabase ? { clearAttemptsKey: key } : {}),
       })
       return { tokens: tokens!, method: second.method, recoveryCodesLeft: second.recoveryCodesLeft }
     })
-    if (outcome === 'token_spent') throw mfaTokenInvalid()
     if (outcome === 'wrong_code') {
       const failures = await mfa.failChallenge(challenge.id)
       throw codeInvalid(failures !== undefined && failures < MFA_CHALLENGE_MAX_FAILURES
