@@ -9,7 +9,11 @@ interface Request { name?: string, method: string, url: { path: string[], variab
 interface Item { id?: string, name: string, description?: string, item?: Item[], request?: Request, response?: { id?: string }[], event?: unknown[] }
 interface Collection { info: Record<string, unknown>, item: Item[], variable?: { key: string, value: string }[], event?: unknown[] }
 interface Problem { code: string }
-interface Operation { operationId: string, responses: Record<string, { content?: Record<string, { example?: Problem, schema: { examples?: Problem[] } }> }>, requestBody?: { content: Record<string, { example?: Record<string, string> }> } }
+interface Operation {
+  operationId: string
+  responses: Record<string, { content?: Record<string, { example?: Problem, schema: { examples?: Problem[] } }> }>
+  requestBody?: { content: Record<string, { example?: Record<string, string>, examples?: Record<string, { value: Record<string, string> }> }> }
+}
 type Spec = { paths: Record<string, Record<string, Operation>> }
 
 /** One request of the walk-through: what it sends besides the spec's example, what its test expects, what it keeps. */
@@ -20,11 +24,15 @@ interface Step {
   pathVariable?: string
   /** a problem the request gets in a collection run, and why; without it, the documented success */
   problem?: { status: number, why: string }
-  keep?: 'tokens' | 'sessionId'
+  /** what the response leaves for later requests, in collection variables */
+  keep?: keyof typeof keepScripts
+  /** what the request works out before it is sent: a code of the authenticator app, or the next recovery code */
+  compute?: 'totpCode' | 'recoveryCode'
   newAccount?: true
 }
 
-// The order a person uses the API in: sign up, look around, sign out, forget the password, sign in again, leave.
+// The order a person uses the API in: sign up, look around, sign out, forget the password, sign in again,
+// turn on two-factor sign-in and sign in with it, leave.
 const journey: { name: string, description: string, steps: Step[] }[] = [
   {
     name: 'Sign up and sign in',
@@ -70,11 +78,32 @@ const journey: { name: string, description: string, steps: Step[] }[] = [
     ],
   },
   {
+    name: 'Two-factor sign-in',
+    description: 'Turn on an authenticator app, sign in with it, turn it off. The secret from enrolment goes to `totpSecret`; a request that needs a code computes it in its pre-request script as an app does (RFC 6238). ' +
+      'The server accepts a code of the current 30-second step or one either side, each step once and none before the last accepted: the sign-in uses a step after the confirming one, the other proofs spend recovery codes (kept in `recoveryCodes`).',
+    steps: [
+      { op: 'enrollTotp', keep: 'totpSecret' },
+      { op: 'confirmTotp', body: { code: '{{totpCode}}' }, compute: 'totpCode', keep: 'recoveryCodes' },
+      { op: 'regenerateRecoveryCodes', body: { code: '{{recoveryCode}}' }, compute: 'recoveryCode', keep: 'recoveryCodes' },
+      { op: 'logout', name: 'Sign out', body: { refreshToken: '{{refreshToken}}' } },
+      {
+        op: 'login',
+        name: 'Sign in with the password: a second factor is asked for',
+        body: { email: '{{email}}', password: '{{password}}' },
+        problem: { status: 403, why: 'the password alone does not sign in an account with two-factor sign-in' },
+        keep: 'mfaToken',
+      },
+      { op: 'loginMfa', body: { mfaToken: '{{mfaToken}}', code: '{{totpCode}}' }, compute: 'totpCode', keep: 'tokens' },
+      { op: 'disableTotp', body: { code: '{{recoveryCode}}' }, compute: 'recoveryCode' },
+    ],
+  },
+  {
     name: 'Admin routes',
     description: 'For accounts with the role admin (`npm run user:role -- <email> admin`, then sign in again). The account a collection run creates is a user, so these expect the documented 403.',
     steps: [
       { op: 'listUsers', problem: { status: 403, why: 'a user who is not an admin is refused' } },
       { op: 'revokeUserSessions', pathVariable: '{{userId}}', problem: { status: 403, why: 'a user who is not an admin is refused' } },
+      { op: 'resetUserMfa', pathVariable: '{{userId}}', problem: { status: 403, why: 'a user who is not an admin is refused' } },
     ],
   },
   {
@@ -104,9 +133,73 @@ const keepScripts = {
     "pm.test('lists another session than this one', () => pm.expect(other).to.be.an('object'));",
     "if (other) pm.collectionVariables.set('sessionId', other.id);",
   ],
+  totpSecret: [
+    "pm.collectionVariables.set('totpSecret', body.secret);",
+    '// a new secret: no step of it used yet',
+    "pm.collectionVariables.set('totpStep', '');",
+  ],
+  recoveryCodes: [
+    "pm.test('ten recovery codes', () => pm.expect(body.recoveryCodes).to.have.lengthOf(10));",
+    "pm.collectionVariables.set('recoveryCodes', JSON.stringify(body.recoveryCodes));",
+  ],
+  mfaToken: [
+    "pm.test('asks for totp or a recovery code', () => pm.expect(body.methods).to.eql(['totp', 'recovery_code']));",
+    "pm.collectionVariables.set('mfaToken', body.mfaToken);",
+  ],
+}
+
+const computeScripts = {
+  // RFC 6238 as an authenticator app computes it: HMAC-SHA-1 keyed by the base32-decoded secret over the
+  // 30-second step (8 bytes, big-endian), dynamic truncation to six digits (RFC 4226, 5.3).
+  totpCode: [
+    "const cryptoJs = require('crypto-js');",
+    'function base32Bytes (text) {',
+    "  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';",
+    '  const bytes = [];',
+    '  let bits = 0;',
+    '  let value = 0;',
+    "  for (const c of text.replace(/[\\s=]/g, '').toUpperCase()) {",
+    '    const digit = alphabet.indexOf(c);',
+    "    if (digit < 0) throw new Error('totpSecret is not base32');",
+    '    value = ((value << 5) | digit) & 0xfff;',
+    '    bits += 5;',
+    '    if (bits >= 8) {',
+    '      bits -= 8;',
+    '      bytes.push((value >>> bits) & 0xff);',
+    '    }',
+    '  }',
+    '  return bytes;',
+    '}',
+    'function wordArray (bytes) {',
+    '  const words = [];',
+    '  bytes.forEach((b, i) => { words[i >>> 2] |= b << (24 - (i % 4) * 8); });',
+    '  return cryptoJs.lib.WordArray.create(words, bytes.length);',
+    '}',
+    'function totp (secret, step) {',
+    '  const counter = cryptoJs.lib.WordArray.create([Math.floor(step / 0x100000000), step >>> 0], 8);',
+    '  const mac = cryptoJs.HmacSHA1(counter, wordArray(base32Bytes(secret)));',
+    '  const byte = i => (mac.words[i >>> 2] >>> (24 - (i % 4) * 8)) & 0xff;',
+    '  const offset = byte(19) & 0x0f;',
+    '  const binary = ((byte(offset) & 0x7f) << 24) | (byte(offset + 1) << 16) | (byte(offset + 2) << 8) | byte(offset + 3);',
+    "  return String(binary % 1000000).padStart(6, '0');",
+    '}',
+    '// A step is accepted once and none before the last accepted: the current one, or the one after the',
+    '// last used (the server takes one step ahead, so this works up to 30 s before its time).',
+    "const last = Number(pm.collectionVariables.get('totpStep') || 0);",
+    'const step = Math.max(Math.floor(Date.now() / 30000), last + 1);',
+    "pm.collectionVariables.set('totpStep', String(step));",
+    "pm.collectionVariables.set('totpCode', totp(pm.collectionVariables.get('totpSecret'), step));",
+  ],
+  // each recovery code works once: take the next one kept
+  recoveryCode: [
+    "const codes = JSON.parse(pm.collectionVariables.get('recoveryCodes') || '[]');",
+    "pm.collectionVariables.set('recoveryCode', codes.shift() || '');",
+    "pm.collectionVariables.set('recoveryCodes', JSON.stringify(codes));",
+  ],
 }
 
 function testScript (step: Step, operation: Operation, status: string) {
+  const keep = step.keep ? [`if (pm.response.code === ${status}) {`, '  const body = pm.response.json();', ...keepScripts[step.keep].map(l => `  ${l}`), '}'] : []
   if (step.problem) {
     const media = operation.responses[status]!.content!['application/problem+json']!
     const { code } = media.example ?? media.schema.examples![0]!
@@ -115,9 +208,9 @@ function testScript (step: Step, operation: Operation, status: string) {
       `  pm.response.to.have.status(${status});`,
       `  pm.expect(pm.response.json().code).to.eql('${code}');`,
       '});',
+      ...keep,
     ]
   }
-  const keep = step.keep ? [`if (pm.response.code === ${status}) {`, '  const body = pm.response.json();', ...keepScripts[step.keep].map(l => `  ${l}`), '}'] : []
   return [`pm.test('answers ${status} as documented', () => pm.response.to.have.status(${status}));`, ...keep]
 }
 
@@ -148,7 +241,10 @@ function operationsOf (converted: Item[], spec: Spec) {
     for (const [method, operation] of Object.entries(methods)) {
       const item = byKey.get(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`)
       if (!item) throw new Error(`the converter made no request for ${operation.operationId}`)
-      operations.set(operation.operationId, { operation, item, example: operation.requestBody?.content['application/json']?.example ?? {} })
+      const media = operation.requestBody?.content['application/json']
+      // a body with several examples (one of two fields) starts from the first
+      const example = media?.example ?? Object.values(media?.examples ?? {})[0]?.value ?? {}
+      operations.set(operation.operationId, { operation, item, example })
     }
   }
   return operations
@@ -173,6 +269,7 @@ function arrange (operations: ReturnType<typeof operationsOf>): Item[] {
       const status = step.problem ? String(step.problem.status) : Object.keys(found.operation.responses).find(s => s.startsWith('2'))!
       item.event = [js('test', testScript(step, found.operation, status))]
       if (step.newAccount) item.event.unshift(js('prerequest', newAccountScript(found.example, operations.get('updateMe')!.example)))
+      if (step.compute) item.event.unshift(js('prerequest', computeScripts[step.compute]))
       return item
     }),
   }))
@@ -197,7 +294,8 @@ export async function generatePostmanCollection (spec: Spec): Promise<string> {
     { key: 'baseUrl', value: 'http://127.0.0.1:3000' },
     { key: 'password', value: passwords.currentPassword! },
     { key: 'newPassword', value: passwords.newPassword! },
-    ...['email', 'username', 'newUsername', 'bearerToken', 'refreshToken', 'userId', 'sessionId'].map(key => ({ key, value: '' })),
+    ...['email', 'username', 'newUsername', 'bearerToken', 'refreshToken', 'userId', 'sessionId', 'totpSecret', 'totpStep', 'totpCode', 'recoveryCodes', 'recoveryCode', 'mfaToken']
+      .map(key => ({ key, value: '' })),
   ]
   return `${JSON.stringify(collection, null, 2)}\n`
 }

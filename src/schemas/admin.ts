@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { nullable, Role } from './common.js'
+import { NO_NUL, nullable, Role } from './common.js'
 
 const userExample = {
   id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', role: 'user', emailVerified: false, createdAt: '2026-11-23T11:28:39.506Z',
@@ -24,7 +24,7 @@ export const UserPage = Type.Object({
 export const UserQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
   cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
-  email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, description: 'Case-insensitive email prefix', examples: ['ada@'] })),
+  email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: NO_NUL, description: 'Case-insensitive email prefix', examples: ['ada@'] })),
 }, { additionalProperties: false })
 
 export const UserParams = Type.Object({ id: Type.String({ description: 'User id', examples: [userExample.id] }) })
