@@ -35,7 +35,7 @@ export default async function adminRoutes (fastify: FastifyInstance) {
       summary: 'Sign a user out everywhere (admins only)',
       security: [{ bearerAuth: [] }],
       params: UserParams,
-      response: { 204: Type.Null({ description: 'Every session of the user has ended' }), ...problemResponses(401, 'forbidden', 'not_found') },
+      response: { 204: Type.Null({ description: 'Every session of the user has ended' }), ...problemResponses(400, 401, 'forbidden', 'not_found', 413, 415) },
     },
   }, async (request, reply) => {
     const ended = await app.accounts.revokeAllSessions(request.params.id)
@@ -52,7 +52,7 @@ export default async function adminRoutes (fastify: FastifyInstance) {
       description: 'Removes the authenticator app and recovery codes and signs the user out everywhere: the next sign-in needs the password only.',
       security: [{ bearerAuth: [] }],
       params: UserParams,
-      response: { 204: Type.Null({ description: 'Second factors removed and every session of the user ended' }), ...problemResponses(401, 'forbidden', 'not_found') },
+      response: { 204: Type.Null({ description: 'Second factors removed and every session of the user ended' }), ...problemResponses(400, 401, 'forbidden', 'not_found', 413, 415) },
     },
   }, async (request, reply) => {
     const { removed, sessionsEnded } = await app.mfa.reset(request.params.id)

@@ -74,7 +74,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       operationId: 'login',
       summary: 'Sign in with email or username and password',
       body: LoginBody,
-      response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 401, 413, 415), 403: LoginForbidden },
+      response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 'invalid_credentials', 413, 415), 403: LoginForbidden },
     },
   }, async (request, reply) => {
     const { email, username } = request.body

@@ -33,7 +33,7 @@ export default async function mfaRoutes (fastify: FastifyInstance) {
       summary: 'Start enrolling an authenticator app',
       description: 'A new pending secret (a second call replaces it). Nothing changes for sign-in until POST /mfa/totp/confirm.',
       security: bearerOnly,
-      response: { 200: TotpEnrolment, ...problemResponses(401, 'mfa_already_enabled') },
+      response: { 200: TotpEnrolment, ...problemResponses(400, 401, 'mfa_already_enabled', 413, 415) },
     },
   }, async (request) => {
     const enrolment = await mfa.enroll(request.principal!.user)

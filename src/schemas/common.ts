@@ -94,10 +94,12 @@ export function problemResponses (...sent: (number | ProblemCode)[]) {
     const example = code === 'validation_failed'
       ? toProblem(code, '/email must match format "email"', [{ path: '/email', message: 'must match format "email"' }])
       : toProblem(code)
-    out[status] = {
-      description: typeof item === 'number' ? describe[status] ?? 'Problem' : `${problems[code].title} (${code})`,
-      content: { 'application/problem+json': { schema: { ...Problem, examples: [example] } } },
-    }
+    const description = typeof item === 'number' ? describe[status] ?? 'Problem' : `${problems[code].title} (${code})`
+    const earlier = out[status] as { description: string, content: { 'application/problem+json': { schema: { examples: unknown[] } } } } | undefined
+    // two problems of one status (validation_failed and mfa_token_invalid): both described, both shown
+    out[status] = earlier
+      ? { description: `${earlier.description}; or ${description}`, content: { 'application/problem+json': { schema: { ...Problem, examples: [...earlier.content['application/problem+json'].schema.examples, example] } } } }
+      : { description, content: { 'application/problem+json': { schema: { ...Problem, examples: [example] } } } }
   }
   return out
 }
