@@ -6,24 +6,29 @@ import { simpleParser } from 'mailparser'
 import { chromium } from 'playwright-core'
 import t from 'tap'
 import { totpAt } from '../../src/auth/totp.js'
-import { claims, newAccount } from '../helper.js'
+import { claims, newAccount, type Test } from '../helper.js'
 import { liveServer } from '../live-server.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
-// CI installs Debian's chromium; a developer without it sees this test skipped, not passed.
-t.test('the /demo page signs up, stays signed in by silent refresh, and never exposes a token to scripts', {
-  skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
-}, async t => {
-  // plain http on 127.0.0.1, so the development cookie (no Secure, no __Host- prefix)
-  const server = await liveServer(t, { COOKIE_SECURE: 'false', ACCESS_TOKEN_TTL: '30' })
+/** A server of its own (plain http on 127.0.0.1, so the development cookie) and a Chromium page, both closed with the test; page errors collected. */
+async function demoBrowser (t: Test, env: Record<string, string>) {
+  const server = await liveServer(t, { COOKIE_SECURE: 'false', ...env })
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
   t.teardown(() => browser.close())
   const context = await browser.newContext()
   const page = await context.newPage()
   const errors: string[] = []
   page.on('pageerror', e => errors.push(e.message))
+  return { server, context, page, errors }
+}
+
+// CI installs Debian's chromium; a developer without it sees this test skipped, not passed.
+t.test('the /demo page signs up, stays signed in by silent refresh, and never exposes a token to scripts', {
+  skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
+}, async t => {
+  const { server, context, page, errors } = await demoBrowser(t, { ACCESS_TOKEN_TTL: '30' })
 
   await page.goto(`${server.url}/demo`)
   await page.waitForSelector('body[data-ready="true"]')
@@ -75,13 +80,7 @@ t.test('the /demo page signs up, stays signed in by silent refresh, and never ex
 t.test('the /demo page turns on two-factor sign-in with a QR code, then signs in with a code and with a recovery code', {
   skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
 }, async t => {
-  const server = await liveServer(t, { COOKIE_SECURE: 'false' })
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
-  t.teardown(() => browser.close())
-  const context = await browser.newContext()
-  const page = await context.newPage()
-  const errors: string[] = []
-  page.on('pageerror', e => errors.push(e.message))
+  const { server, context, page, errors } = await demoBrowser(t, {})
   // a Content-Security-Policy refusal (of the QR image, say) is a console message, not a page error
   page.on('console', m => { if (m.text().includes('Content Security Policy')) errors.push(m.text()) })
   const out = () => page.textContent('#out').then(text => JSON.parse(text!) as Record<string, unknown>)
