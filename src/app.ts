@@ -27,6 +27,7 @@ import emailRoutes from './routes/email.js'
 import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
 import mfaRoutes from './routes/mfa.js'
+import passkeyRoutes from './routes/passkeys.js'
 import wellKnownRoutes from './routes/well-known.js'
 
 declare module 'fastify' {
@@ -134,6 +135,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(authRoutes)
   await app.register(accountRoutes)
   await app.register(mfaRoutes)
+  await app.register(passkeyRoutes)
   await app.register(adminRoutes)
   await app.register(emailRoutes)
   if (config.env !== 'production') await app.register(demoRoutes)

@@ -53,6 +53,9 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_FORGOT_IP: Int(1, 1_000_000, 20, 'POST /password/forgot per client IP per hour'),
   MFA_ISSUER: Type.String({ minLength: 1, maxLength: 64, default: 'Auth API', description: 'The name authenticator apps show for this service' }),
   MFA_ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 1, description: 'Base64 of exactly 32 random bytes: the AES-256-GCM key of stored TOTP secrets (required in production; generated into DATA_DIR otherwise)' })),
+  WEBAUTHN_RP_ID: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]+$', maxLength: 253, description: 'Passkeys: the relying party ID, a domain (default: the host of APP_URL; localhost in development)' })),
+  WEBAUTHN_RP_NAME: Type.String({ minLength: 1, maxLength: 64, default: 'Auth API', description: 'Passkeys: the name shown when one is made' }),
+  WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: 'Passkeys: comma-separated exact origins allowed to use them (default: the origin of APP_URL, plus http://localhost:PORT in development)' })),
   REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
@@ -96,6 +99,12 @@ export interface Config {
   }
   previousPublicKeysPem: string[]
   metrics: { enabled: boolean, token: string | undefined }
+  webauthn: {
+    rpId: string
+    rpName: string
+    /** exact origins a ceremony's clientDataJSON may name */
+    origins: string[]
+  }
   mfa: {
     issuer: string
     /** MFA_ENCRYPTION_KEY decoded; undefined: development generates one into the data folder */
@@ -143,6 +152,27 @@ function splitPems (value: string): string[] {
   const pems = value.match(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g) ?? []
   if (value.trim() && pems.length === 0) throw new ConfigError('JWT_PREVIOUS_PUBLIC_KEYS must hold PEM public keys (-----BEGIN PUBLIC KEY-----)')
   return pems
+}
+
+/**
+ * The relying party of passkeys. Its ID must be the host of every allowed origin or a parent domain of it
+ * (browsers refuse anything else, so production refuses to start with it).
+ */
+function webauthnSettings (e: Env): Config['webauthn'] {
+  const appUrl = e.APP_URL === undefined ? undefined : new URL(e.APP_URL)
+  const rpId = e.WEBAUTHN_RP_ID ?? appUrl?.hostname ?? 'localhost'
+  const origins = e.WEBAUTHN_ORIGINS !== undefined
+    ? e.WEBAUTHN_ORIGINS.split(',').map(o => o.trim().replace(/\/$/, '')).filter(Boolean)
+    : [...new Set([...(appUrl ? [appUrl.origin] : []), ...(e.NODE_ENV === 'production' ? [] : [`http://localhost:${e.PORT}`])])]
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) throw new ConfigError(`WEBAUTHN_ORIGINS: "${origin}" is not an origin like https://app.example.com`)
+  }
+  if (e.NODE_ENV === 'production') {
+    if (origins.length === 0) throw new ConfigError('WEBAUTHN_ORIGINS (or APP_URL) must name the origins passkeys are used from in production')
+    const outside = origins.filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
+    if (outside.length) throw new ConfigError(`WEBAUTHN_RP_ID "${rpId}" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin (not of ${outside.join(', ')})`)
+  }
+  return { rpId, rpName: e.WEBAUTHN_RP_NAME, origins }
 }
 
 /** Reads the environment once; a bad value stops the start with a message naming the variable. */
@@ -216,6 +246,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     redisKeyPrefix: e.REDIS_KEY_PREFIX,
     previousPublicKeysPem: splitPems(e.JWT_PREVIOUS_PUBLIC_KEYS?.replace(/\\n/g, '\n') ?? ''),
     metrics: { enabled: e.METRICS_ENABLED, token: e.METRICS_TOKEN },
+    webauthn: webauthnSettings(e),
     mfa: {
       issuer: e.MFA_ISSUER,
       encryptionKey: e.MFA_ENCRYPTION_KEY === undefined ? undefined : decodeSecret(e.MFA_ENCRYPTION_KEY, 'MFA_ENCRYPTION_KEY', MFA_KEY_BYTES),

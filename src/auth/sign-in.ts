@@ -1,3 +1,4 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/client.js'
@@ -8,6 +9,7 @@ import type { AttemptThrottle } from './attempt-throttle.js'
 import type { EmailVerificationService } from './email-verification.js'
 import { codeInvalid, MFA_CHALLENGE_MAX_FAILURES, type MfaService, type SecondFactorInput, type SecondFactorMethod } from './mfa.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
+import type { PasskeyService } from './passkeys.js'
 import type { ClientMeta, IssuedTokens, Proof, SessionService } from './sessions.js'
 import { throttled } from './throttle.js'
 
@@ -20,6 +22,7 @@ export interface SignInServiceDeps {
   sessions: SessionService
   verification: EmailVerificationService
   mfa: MfaService
+  passkeys: PasskeyService
   /** Failed sign-ins per account (RATE_LIMIT_LOGIN_ACCOUNT per 15 minutes). */
   throttle: AttemptThrottle
 }
@@ -96,6 +99,24 @@ export class SignInService {
     if (!tokens) throw await this.secondFactorRequired(user.id, PASSWORD_PROOF, rememberMe)
     if (!throttle.inDatabase) await throttle.clear(key)
     return tokens
+  }
+
+  /**
+   * A sign-in with a passkey (no account named: the credential names it). With user verification it is
+   * two factors and opens an aal2 session; without, one, and an account with TOTP is asked for a code.
+   */
+  async loginWithPasskey (response: AuthenticationResponseJSON, rememberMe: boolean, client: ClientMeta): Promise<{ tokens: IssuedTokens, amr: string[] } | { clone: true, userId: string, passkeyId: string }> {
+    const { config, sessions } = this.deps
+    const outcome = await this.deps.passkeys.verifyAssertion(response)
+    if (outcome === 'refused') throw new ApiError('invalid_credentials', 'The passkey was not accepted')
+    if ('clone' in outcome) return outcome
+    const { user, proof } = outcome
+    if (config.mail.requireVerification && !user.emailVerifiedAt) {
+      throw new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
+    }
+    const tokens = await sessions.open(user, { ...proof, rememberMe, client })
+    if (!tokens) throw await this.secondFactorRequired(user.id, proof, rememberMe)
+    return { tokens, amr: proof.amr }
   }
 
   private async secondFactorRequired (userId: string, first: Proof, rememberMe: boolean): Promise<ApiError> {

@@ -15,11 +15,14 @@ export const users = pgTable('users', {
   passwordHash: text('password_hash').notNull(),
   role: text('role', { enum: ROLES }).notNull().default('user'),
   emailVerifiedAt: at('email_verified_at'),
+  // the WebAuthn user handle of the user's passkeys: random, neither the id nor the email (base64url)
+  passkeyHandle: text('passkey_handle'),
   createdAt: at('created_at').notNull(),
   updatedAt: at('updated_at').notNull(),
 }, t => [
   uniqueIndex('users_email_key').on(t.email),
   uniqueIndex('users_username_lower_key').on(sql`lower(${t.username})`),
+  uniqueIndex('users_passkey_handle_key').on(t.passkeyHandle),
   check('users_role_check', sql`${t.role} in ('user', 'admin')`),
 ])
 
@@ -80,6 +83,39 @@ export const mfaChallenges = pgTable('mfa_challenges', {
 }, t => [
   uniqueIndex('mfa_challenges_token_hash_key').on(t.tokenHash),
   index('mfa_challenges_user_id_idx').on(t.userId),
+])
+
+// A user's passkeys (WebAuthn discoverable credentials). The public key is COSE, as the authenticator sent it.
+export const passkeys = pgTable('passkeys', {
+  id: uuid('id').primaryKey(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  credentialId: text('credential_id').notNull(),
+  publicKey: text('public_key').notNull(),
+  // the authenticator's signature counter; one that goes backwards means a cloned authenticator
+  counter: bigint('counter', { mode: 'number' }).notNull(),
+  transports: text('transports').array().notNull(),
+  backedUp: boolean('backed_up').notNull(),
+  deviceType: text('device_type', { enum: ['singleDevice', 'multiDevice'] }).notNull(),
+  name: text('name').notNull(),
+  createdAt: at('created_at').notNull(),
+  lastUsedAt: at('last_used_at'),
+}, t => [
+  uniqueIndex('passkeys_credential_id_key').on(t.credentialId),
+  index('passkeys_user_id_idx').on(t.userId),
+])
+
+export const WEBAUTHN_PURPOSES = ['register', 'login'] as const
+export type WebauthnPurpose = typeof WEBAUTHN_PURPOSES[number]
+
+// Challenges handed to a browser for one ceremony: single use (deleted when used), five minutes, shared
+// by every instance. A registration challenge names its user; a sign-in challenge names nobody.
+export const webauthnChallenges = pgTable('webauthn_challenges', {
+  challenge: text('challenge').primaryKey(),
+  purpose: text('purpose', { enum: WEBAUTHN_PURPOSES }).notNull(),
+  userId: uuid('user_id').references(() => users.id, { onDelete: 'cascade' }),
+  expiresAt: at('expires_at').notNull(),
+}, t => [
+  check('webauthn_challenges_purpose_check', sql`${t.purpose} in ('register', 'login')`),
 ])
 
 // Failed-login counts per account (or per unknown identifier), shared by every instance.

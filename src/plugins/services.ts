@@ -7,6 +7,7 @@ import { EmailVerificationService } from '../auth/email-verification.js'
 import type { RefreshSecrets, SigningKey } from '../auth/keys.js'
 import { MfaService } from '../auth/mfa.js'
 import { mfaSecrets } from '../auth/mfa-secrets.js'
+import { PasskeyService } from '../auth/passkeys.js'
 import { PasswordResetService } from '../auth/password-reset.js'
 import { dummyHash } from '../auth/passwords.js'
 import { refreshTokens } from '../auth/refresh-tokens.js'
@@ -19,6 +20,7 @@ declare module 'fastify' {
     sessions: SessionService
     signIn: SignInService
     mfa: MfaService
+    passkeys: PasskeyService
     accounts: AccountService
     passwordReset: PasswordResetService
     emailVerification: EmailVerificationService
@@ -43,7 +45,9 @@ async function servicesPlugin (app: FastifyInstance, opts: { signingKey: Signing
   app.decorate('emailVerification', emailVerification)
   const mfa = new MfaService({ db, config, clock, sessions, secrets: mfaSecrets(opts.mfaKey), throttle: signInThrottle })
   app.decorate('mfa', mfa)
-  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, throttle: signInThrottle }))
+  const passkeys = new PasskeyService({ db, config, clock })
+  app.decorate('passkeys', passkeys)
+  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, passkeys, throttle: signInThrottle }))
   app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle }))
   app.decorate('passwordReset', new PasswordResetService({
     db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued,

@@ -1,3 +1,4 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
@@ -8,6 +9,7 @@ import { bearerToken, unauthorized } from '../plugins/auth.js'
 import { LoginBody, LogoutBody, RefreshBody, RegisterBody, TokenResponse } from '../schemas/auth.js'
 import { described, problemResponses } from '../schemas/common.js'
 import { LoginForbidden, LoginMfaBody } from '../schemas/mfa.js'
+import { PasskeySignIn, RequestOptions } from '../schemas/passkeys.js'
 
 export const meta = (request: FastifyRequest): ClientMeta => ({
   ip: request.ip ?? null,
@@ -124,6 +126,43 @@ export default async function authRoutes (fastify: FastifyInstance) {
     } catch (err) {
       if (err instanceof ApiError && err.code === 'mfa_code_invalid') audit(request, 'mfa_code_failed', { route: 'login' })
       else if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code, step: 'mfa' })
+      throw err
+    }
+  })
+
+  app.post('/login/passkey/options', {
+    schema: {
+      tags: ['auth'],
+      operationId: 'passkeyLoginOptions',
+      summary: 'Start signing in with a passkey',
+      description: 'Options for navigator.credentials.get() (startAuthentication of @simplewebauthn/browser): a new challenge, single use, 5 minutes; no account is named, the passkey names it.',
+      response: { 200: RequestOptions, ...problemResponses(400, 413, 415) },
+    },
+  }, async () => app.passkeys.signInOptions())
+
+  app.post('/login/passkey', {
+    config: { rateLimit: false },
+    onRequest: signInIpLimit,
+    schema: {
+      tags: ['auth'],
+      operationId: 'loginPasskey',
+      summary: 'Sign in with a passkey',
+      description: 'With user verification (a PIN or biometric on the device) two factors: aal2, amr hwk+user. Without it one factor: aal1, amr hwk, and an account with two-factor sign-in answers 403 mfa_required, finished by /login/mfa. Cookie mode (X-Auth-Mode: cookie) works as for /login.',
+      body: PasskeySignIn,
+      response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 'invalid_credentials', 413, 415), 403: LoginForbidden },
+    },
+  }, async (request, reply) => {
+    try {
+      const outcome = await app.signIn.loginWithPasskey(request.body.response as unknown as AuthenticationResponseJSON, request.body.rememberMe ?? false, meta(request))
+      if ('clone' in outcome) {
+        audit(request, 'passkey_clone_suspected', { userId: outcome.userId, passkeyId: outcome.passkeyId })
+        throw new ApiError('invalid_credentials', 'The passkey was not accepted')
+      }
+      audit(request, 'login_success', { userId: outcome.tokens.user.id, amr: outcome.amr })
+      return sendTokens(request, reply, outcome.tokens)
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'mfa_required') audit(request, 'login_mfa_required', { method: 'passkey' })
+      else if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code, method: 'passkey' })
       throw err
     }
   })

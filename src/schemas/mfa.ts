@@ -5,12 +5,13 @@ import { Problem, Profile, userExample } from './common.js'
 export const MfaStatus = Type.Object({
   totp: Type.Boolean({ description: 'Whether sign-in asks for a code of an authenticator app' }),
   recoveryCodesLeft: Type.Integer({ minimum: 0, description: 'Unused recovery codes' }),
+  passkeys: Type.Integer({ minimum: 0, description: 'Registered passkeys' }),
 }, { description: 'The second factors of the account' })
 export type MfaStatus = Static<typeof MfaStatus>
 
 export const Me = Type.Object({ ...Profile.properties, mfa: MfaStatus }, {
   description: 'The signed-in user, with role, verification state and second factors',
-  examples: [{ ...userExample, role: 'user', emailVerified: true, mfa: { totp: true, recoveryCodesLeft: 10 } }],
+  examples: [{ ...userExample, role: 'user', emailVerified: true, mfa: { totp: true, recoveryCodesLeft: 10, passkeys: 1 } }],
 })
 
 const SECRET_EXAMPLE = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'

@@ -1,0 +1,184 @@
+import { randomBytes } from 'node:crypto'
+import {
+  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
+  type AuthenticationResponseJSON, type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON,
+} from '@simplewebauthn/server'
+import { decodeClientDataJSON, isoBase64URL } from '@simplewebauthn/server/helpers'
+import type { Clock } from '../clock.js'
+import type { Config } from '../config.js'
+import type { Database } from '../db/client.js'
+import { ApiError } from '../errors.js'
+import { isUuid, uuidv7 } from '../ids.js'
+import {
+  deletePasskey, findPasskeyByCredentialId, insertPasskey, insertWebauthnChallenge, listPasskeys, passkeyHandle, recordPasskeyUse, renamePasskey, spendWebauthnChallenge,
+  type Passkey,
+} from '../repositories/passkeys.js'
+import { findUserById } from '../repositories/users.js'
+import type { UserRow } from '../schemas/common.js'
+import type { Proof } from './sessions.js'
+
+/** A ceremony's challenge is good for five minutes, once. */
+export const WEBAUTHN_CHALLENGE_TTL_MS = 5 * 60_000
+// COSE algorithm ids: Ed25519 (EdDSA), ES256, RS256
+const ALGORITHMS = [-8, -7, -257]
+
+export interface PasskeyServiceDeps { db: Database, config: Config, clock: Clock }
+
+export interface PasskeyView { id: string, name: string, createdAt: string, lastUsedAt: string | null, backedUp: boolean, deviceType: 'singleDevice' | 'multiDevice' }
+const view = (p: Passkey): PasskeyView => ({
+  id: p.id, name: p.name, createdAt: p.createdAt.toISOString(), lastUsedAt: p.lastUsedAt?.toISOString() ?? null, backedUp: p.backedUp, deviceType: p.deviceType,
+})
+
+const invalidPasskey = (detail: string) => new ApiError('passkey_invalid', detail)
+const notFound = () => new ApiError('not_found', 'No passkey of yours has this id')
+
+/** The challenge a response answers, from its clientDataJSON; undefined when that is not readable. */
+function challengeOf (clientDataJSON: unknown): string | undefined {
+  try {
+    const data = decodeClientDataJSON(String(clientDataJSON))
+    return typeof data.challenge === 'string' && data.challenge.length > 0 && data.challenge.length <= 1024 ? data.challenge : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Passkeys (WebAuthn, by @simplewebauthn/server): registering one to a signed-in user, managing them, and
+ * checking a sign-in assertion. Challenges live in the database, so any instance finishes a ceremony.
+ */
+export class PasskeyService {
+  constructor (private readonly deps: PasskeyServiceDeps) {}
+
+  private now () { return new Date(this.deps.clock()) }
+
+  private async challenge (purpose: 'register' | 'login', userId: string | null, challenge: string) {
+    await insertWebauthnChallenge(this.deps.db, { challenge, purpose, userId, expiresAt: new Date(this.now().getTime() + WEBAUTHN_CHALLENGE_TTL_MS) })
+  }
+
+  async registrationOptions (user: { id: string, email: string, name: string | null }): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    const { db, config } = this.deps
+    const handle = await passkeyHandle(db, user.id, isoBase64URL.fromBuffer(randomBytes(32)))
+    if (!handle) throw new ApiError('invalid_token', 'The account of this token no longer exists')
+    const existing = await listPasskeys(db, user.id)
+    const options = await generateRegistrationOptions({
+      rpName: config.webauthn.rpName,
+      rpID: config.webauthn.rpId,
+      userName: user.email,
+      userDisplayName: user.name ?? user.email,
+      userID: isoBase64URL.toBuffer(handle),
+      attestationType: 'none',
+      excludeCredentials: existing.map(p => ({ id: p.credentialId, transports: p.transports })),
+      authenticatorSelection: { residentKey: 'required', userVerification: 'preferred' },
+      supportedAlgorithmIDs: ALGORITHMS,
+      timeout: WEBAUTHN_CHALLENGE_TTL_MS,
+    })
+    await this.challenge('register', user.id, options.challenge)
+    return options
+  }
+
+  /** Verifies a registration answer to this user's challenge and keeps the new passkey. */
+  async register (userId: string, response: RegistrationResponseJSON, name: string | undefined): Promise<PasskeyView> {
+    const { db, config } = this.deps
+    const now = this.now()
+    const challenge = challengeOf(response.response?.clientDataJSON)
+    if (!challenge || !await spendWebauthnChallenge(db, challenge, 'register', userId, now)) {
+      throw invalidPasskey('The challenge of this response is not one issued to you for a registration, was used, or has expired: ask for new options')
+    }
+    let verified
+    try {
+      verified = await verifyRegistrationResponse({
+        response,
+        expectedChallenge: challenge,
+        expectedOrigin: config.webauthn.origins,
+        expectedRPID: config.webauthn.rpId,
+        // user verification only raises the assurance of a sign-in; it is not required to register
+        requireUserVerification: false,
+        supportedAlgorithmIDs: ALGORITHMS,
+      })
+    } catch (err) {
+      throw new ApiError('passkey_invalid', 'The registration response did not verify (origin, RP ID, challenge, signature or format)', { cause: err })
+    }
+    if (!verified.verified) throw invalidPasskey('The registration response did not verify')
+    const info = verified.registrationInfo
+    try {
+      const passkey = await insertPasskey(db, {
+        id: uuidv7(now.getTime()),
+        userId,
+        credentialId: info.credential.id,
+        publicKey: isoBase64URL.fromBuffer(info.credential.publicKey),
+        counter: info.credential.counter,
+        transports: (info.credential.transports ?? []).slice(0, 8),
+        backedUp: info.credentialBackedUp,
+        deviceType: info.credentialDeviceType,
+        name: name?.trim() || 'Passkey',
+        createdAt: now,
+      })
+      return view(passkey)
+    } catch (err) {
+      if ((err as { code?: string, cause?: { code?: string } }).code === '23505' || (err as { cause?: { code?: string } }).cause?.code === '23505') {
+        throw new ApiError('passkey_exists', 'This passkey is already registered', { cause: err })
+      }
+      throw err
+    }
+  }
+
+  async list (userId: string): Promise<PasskeyView[]> {
+    return (await listPasskeys(this.deps.db, userId)).map(view)
+  }
+
+  async rename (userId: string, id: string, name: string): Promise<PasskeyView> {
+    const row = isUuid(id) ? await renamePasskey(this.deps.db, id.toLowerCase(), userId, name.trim()) : undefined
+    if (!row) throw notFound()
+    return view(row)
+  }
+
+  /** Deletes one of the user's passkeys (the last one too: the password, or a reset by email, remains). */
+  async remove (userId: string, id: string): Promise<void> {
+    if (!isUuid(id) || !await deletePasskey(this.deps.db, id.toLowerCase(), userId)) throw notFound()
+  }
+
+  /** Options for a sign-in with any passkey of this site (discoverable credentials: no account named). */
+  async signInOptions (): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const options = await generateAuthenticationOptions({
+      rpID: this.deps.config.webauthn.rpId, allowCredentials: [], userVerification: 'preferred', timeout: WEBAUTHN_CHALLENGE_TTL_MS,
+    })
+    await this.challenge('login', null, options.challenge)
+    return options
+  }
+
+  /**
+   * The user a sign-in assertion proves, and what it proved: with user verification two factors (aal2,
+   * hwk + user), without it one (aal1, hwk). `clone` when the signature counter went backwards.
+   */
+  async verifyAssertion (response: AuthenticationResponseJSON): Promise<{ user: UserRow, proof: Proof } | 'refused' | { clone: true, userId: string, passkeyId: string }> {
+    const { db, config } = this.deps
+    const now = this.now()
+    const challenge = challengeOf(response.response?.clientDataJSON)
+    if (!challenge || !await spendWebauthnChallenge(db, challenge, 'login', null, now)) return 'refused'
+    const passkey = typeof response.id === 'string' ? await findPasskeyByCredentialId(db, response.id) : undefined
+    if (!passkey) return 'refused'
+    let verified
+    try {
+      verified = await verifyAuthenticationResponse({
+        response,
+        expectedChallenge: challenge,
+        expectedOrigin: config.webauthn.origins,
+        expectedRPID: config.webauthn.rpId,
+        // the counter is checked below, where a regression can be told apart from other failures
+        credential: { id: passkey.credentialId, publicKey: isoBase64URL.toBuffer(passkey.publicKey), counter: 0, transports: passkey.transports },
+        requireUserVerification: false,
+      })
+    } catch {
+      return 'refused'
+    }
+    if (!verified.verified) return 'refused'
+    const user = await findUserById(db, passkey.userId)
+    const handle = response.response.userHandle
+    if (!user || (handle !== undefined && handle !== null && handle !== user.passkeyHandle)) return 'refused'
+    const { newCounter, userVerified, credentialBackedUp } = verified.authenticationInfo
+    // authenticators without a counter send 0 every time; any other must move forward
+    if ((newCounter > 0 || passkey.counter > 0) && newCounter <= passkey.counter) return { clone: true, userId: user.id, passkeyId: passkey.id }
+    if (!await recordPasskeyUse(db, passkey.id, newCounter, passkey.counter, credentialBackedUp, now)) return 'refused'
+    return { user, proof: userVerified ? { aal: 'aal2', amr: ['hwk', 'user'] } : { aal: 'aal1', amr: ['hwk'] } }
+  }
+}
