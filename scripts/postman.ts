@@ -98,6 +98,19 @@ const journey: { name: string, description: string, steps: Step[] }[] = [
     ],
   },
   {
+    name: 'Passkeys',
+    description: 'A passkey is made and used by an authenticator (a phone, a laptop, a security key) through the browser or the platform\'s API; a collection run has none, so it asks for the options of both ceremonies, sends the spec\'s example answers and gets the documented refusals.',
+    steps: [
+      { op: 'passkeyRegistrationOptions' },
+      { op: 'registerPasskey', problem: { status: 400, why: 'the example response is not signed by an authenticator for this challenge' } },
+      { op: 'listPasskeys' },
+      { op: 'renamePasskey', pathVariable: '01a2082a-4c53-76c6-bedb-c9c808e9776d', problem: { status: 404, why: 'the example id is not a passkey of this account' } },
+      { op: 'deletePasskey', pathVariable: '01a2082a-4c53-76c6-bedb-c9c808e9776d', problem: { status: 404, why: 'the example id is not a passkey of this account' } },
+      { op: 'passkeyLoginOptions' },
+      { op: 'loginPasskey', problem: { status: 401, why: 'the example assertion is not signed by a registered passkey' } },
+    ],
+  },
+  {
     name: 'Admin routes',
     description: 'For accounts with the role admin (`npm run user:role -- <email> admin`, then sign in again). The account a collection run creates is a user, so these expect the documented 403.',
     steps: [

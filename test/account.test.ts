@@ -11,7 +11,7 @@ t.test('PATCH /me changes name and username by the registration rules', async t 
   t.equal(res.statusCode, 200)
   t.equal(res.headers['cache-control'], 'no-store')
   t.same(res.json(), { ...tokens.user, name: 'Ada King', username: 'Ada_King', role: 'user', emailVerified: false })
-  t.same((await me(app, tokens.accessToken)).json(), { ...res.json(), mfa: { totp: false, recoveryCodesLeft: 0 } }, '/me shows the change')
+  t.same((await me(app, tokens.accessToken)).json(), { ...res.json(), mfa: { totp: false, recoveryCodesLeft: 0, passkeys: 0 } }, '/me shows the change')
   t.equal((await app.inject({ method: 'POST', url: '/login', payload: { username: 'ada_king', password: 'wrong password' } })).statusCode, 401, 'the new username signs in (case-insensitive)')
 
   t.same((await call(app, 'PATCH', '/me', tokens.accessToken, { name: 'Only the name' })).json().username, 'Ada_King', 'fields not sent stay')

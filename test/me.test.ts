@@ -28,7 +28,7 @@ t.test('returns the user of a valid access token', async t => {
   const res = await me(app, bearer(tokens.accessToken))
   t.equal(res.statusCode, 200)
   t.equal(res.headers['cache-control'], 'no-store')
-  t.same(res.json(), { ...tokens.user, role: 'user', emailVerified: false, mfa: { totp: false, recoveryCodesLeft: 0 } }, 'the token response\'s user, with role, verification state and no second factor')
+  t.same(res.json(), { ...tokens.user, role: 'user', emailVerified: false, mfa: { totp: false, recoveryCodesLeft: 0, passkeys: 0 } }, 'the token response\'s user, with role, verification state and no second factor')
   t.equal((await me(app, { authorization: `bearer ${tokens.accessToken}` })).statusCode, 200, 'the scheme is case-insensitive')
 })
 

@@ -357,7 +357,7 @@ t.test('a password reset does not remove TOTP: the next sign-in still asks for a
   const done = await loginMfa(app, { mfaToken, code: totp(secret, clock.now() + STEP) })
   t.equal(done.statusCode, 200)
   t.same(proof(done.json().accessToken), TWO_FACTORS)
-  t.same((await me(app, done.json().accessToken)).json().mfa, { totp: true, recoveryCodesLeft: 10 })
+  t.same((await me(app, done.json().accessToken)).json().mfa, { totp: true, recoveryCodesLeft: 10, passkeys: 0 })
 })
 
 t.test('signing out everywhere also voids a sign-in waiting for its second factor', async t => {

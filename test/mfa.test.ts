@@ -51,7 +51,7 @@ t.test('enroll: a pending secret, the otpauth URL with every parameter, an SVG Q
   t.match(body.qrSvg, /^<svg[\s>]/)
   t.match(body.qrSvg, /<\/svg>\s*$/)
 
-  t.same(await mfaOf(app, tokens.accessToken), { totp: false, recoveryCodesLeft: 0 }, 'pending is not on')
+  t.same(await mfaOf(app, tokens.accessToken), { totp: false, recoveryCodesLeft: 0, passkeys: 0 }, 'pending is not on')
   const plain = await signIn(app, account)
   t.same(proof(plain.accessToken), { aal: 'aal1', amr: ['pwd'] }, 'the password alone still signs in')
   t.match(audits(app, 'mfa_totp_enrolment_started'), [{ userId: tokens.user.id, sessionId: claims(tokens.accessToken).sid }])
@@ -129,7 +129,7 @@ t.test('confirm: 409 with nothing pending, 403 for a wrong code; then ten recove
   t.same(Object.fromEntries(reasons.map(r => [r.id, r.revoked_reason])), {
     [claims(here.accessToken).sid as string]: null, [claims(phone.accessToken).sid as string]: 'mfa_enabled', [claims(laptop.accessToken).sid as string]: 'mfa_enabled',
   })
-  t.same(await mfaOf(app, here.accessToken), { totp: true, recoveryCodesLeft: 10 })
+  t.same(await mfaOf(app, here.accessToken), { totp: true, recoveryCodesLeft: 10, passkeys: 0 })
 
   // only keyed hashes of the recovery codes are stored
   const [stored] = await rows<{ recovery_codes: string[] }>(sql`select * from totp_factors where user_id = ${here.user.id}`)
@@ -168,7 +168,7 @@ t.test('recovery codes: each works once, in any case, with spaces or without hyp
   const first = await signInWithRecoveryCode(app, account, codes[0]!)
   t.equal(first.statusCode, 200)
   t.same(proof(first.json().accessToken), { aal: 'aal2', amr: ['pwd', 'rec'] })
-  t.same(await mfaOf(app, tokens.accessToken), { totp: true, recoveryCodesLeft: 9 })
+  t.same(await mfaOf(app, tokens.accessToken), { totp: true, recoveryCodesLeft: 9, passkeys: 0 })
   assertProblem(t, await signInWithRecoveryCode(app, account, codes[0]!), 403, 'mfa_code_invalid')
   assertProblem(t, await signInWithRecoveryCode(app, account, codes[0]!.toUpperCase()), 403, 'mfa_code_invalid')
   t.equal((await mfaOf(app, tokens.accessToken)).recoveryCodesLeft, 9, 'a refused code spends nothing')
@@ -205,7 +205,7 @@ t.test('POST /mfa/recovery-codes: a current code or a recovery code gives ten ne
   const newest = recoveryCodesOf(viaRecovery)
   assertRecoveryCodes(t, newest)
   t.notOk(newest.some(c => fresh.includes(c)))
-  t.same(await mfaOf(app, tokens.accessToken), { totp: true, recoveryCodesLeft: 10 })
+  t.same(await mfaOf(app, tokens.accessToken), { totp: true, recoveryCodesLeft: 10, passkeys: 0 })
   assertProblem(t, await regenerate(app, tokens.accessToken, fresh[0]!), 403, 'mfa_code_invalid')
   assertProblem(t, await regenerate(app, tokens.accessToken, fresh[1]!), 403, 'mfa_code_invalid')
   assertProblem(t, await regenerate(app, tokens.accessToken, wrongCode(secret, clock.now())), 403, 'mfa_code_invalid')
@@ -234,7 +234,7 @@ t.test('DELETE /mfa/totp: with a code, 204 and back to the password alone', asyn
   const res = await disable(app, tokens.accessToken, totp(secret, clock.now()))
   t.equal(res.statusCode, 204)
   t.equal(res.body, '')
-  t.same(await mfaOf(app, tokens.accessToken), { totp: false, recoveryCodesLeft: 0 })
+  t.same(await mfaOf(app, tokens.accessToken), { totp: false, recoveryCodesLeft: 0, passkeys: 0 })
   t.same(await rows(sql`select * from totp_factors where user_id = ${tokens.user.id}`), [])
   const plain = await signIn(app, account)
   t.same(proof(plain.accessToken), { aal: 'aal1', amr: ['pwd'] }, 'the password alone signs in')
@@ -247,7 +247,7 @@ t.test('DELETE /mfa/totp: with a code, 204 and back to the password alone', asyn
   // with a recovery code instead
   const other = await totpAccount(app)
   t.equal((await disable(app, other.tokens.accessToken, other.recoveryCodes[3]!)).statusCode, 204)
-  t.same(await mfaOf(app, other.tokens.accessToken), { totp: false, recoveryCodesLeft: 0 })
+  t.same(await mfaOf(app, other.tokens.accessToken), { totp: false, recoveryCodesLeft: 0, passkeys: 0 })
   t.equal((await login(app, { email: other.account.email, password: other.account.password })).statusCode, 200)
 
   t.match(audits(app, 'mfa_disabled'), [{ userId: tokens.user.id }, { userId: other.tokens.user.id }])
@@ -297,7 +297,7 @@ t.test('DELETE /admin/users/{id}/mfa: admins only; removes the second factor and
   assertProblem(t, await loginMfa(app, { mfaToken: waiting, code: totp(target.secret, clock.now() + STEP) }), 400, 'mfa_token_invalid')
   const after = await signIn(app, target.account)
   t.same(proof(after.accessToken), { aal: 'aal1', amr: ['pwd'] }, 'the password alone signs in again')
-  t.same(await mfaOf(app, after.accessToken), { totp: false, recoveryCodesLeft: 0 })
+  t.same(await mfaOf(app, after.accessToken), { totp: false, recoveryCodesLeft: 0, passkeys: 0 })
   t.equal((await me(app, boss.accessToken)).statusCode, 200, 'the admin stays signed in')
 
   t.match(audits(app, 'admin_mfa_reset'), [{ userId: boss.user.id, targetUserId: target.tokens.user.id, removed: true, sessionsEnded: 2 }])

@@ -40,7 +40,7 @@ t.test('registers, signs in, and stores only an argon2id hash', async t => {
 
   const me = await app.inject({ url: '/me', headers: bearer(body.accessToken) })
   t.equal(me.statusCode, 200)
-  t.same(me.json(), { ...body.user, role: 'user', emailVerified: false, mfa: { totp: false, recoveryCodesLeft: 0 } })
+  t.same(me.json(), { ...body.user, role: 'user', emailVerified: false, mfa: { totp: false, recoveryCodesLeft: 0, passkeys: 0 } })
 
   const log = app.logs.join('')
   t.notOk(log.includes(account.password), 'no password in the log')
