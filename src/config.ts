@@ -154,10 +154,7 @@ function splitPems (value: string): string[] {
   return pems
 }
 
-/**
- * The relying party of passkeys. Its ID must be the host of every allowed origin or a parent domain of it
- * (browsers refuse anything else, so production refuses to start with it).
- */
+/** The relying party of passkeys: its ID, its name, and the origins a ceremony may come from. */
 function webauthnSettings (e: Env): Config['webauthn'] {
   const appUrl = e.APP_URL === undefined ? undefined : new URL(e.APP_URL)
   const rpId = e.WEBAUTHN_RP_ID ?? appUrl?.hostname ?? 'localhost'
@@ -166,11 +163,6 @@ function webauthnSettings (e: Env): Config['webauthn'] {
     : [...new Set([...(appUrl ? [appUrl.origin] : []), ...(e.NODE_ENV === 'production' ? [] : [`http://localhost:${e.PORT}`])])]
   for (const origin of origins) {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) throw new ConfigError(`WEBAUTHN_ORIGINS: "${origin}" is not an origin like https://app.example.com`)
-  }
-  if (e.NODE_ENV === 'production') {
-    if (origins.length === 0) throw new ConfigError('WEBAUTHN_ORIGINS (or APP_URL) must name the origins passkeys are used from in production')
-    const outside = origins.filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
-    if (outside.length) throw new ConfigError(`WEBAUTHN_RP_ID "${rpId}" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin (not of ${outside.join(', ')})`)
   }
   return { rpId, rpName: e.WEBAUTHN_RP_NAME, origins }
 }
@@ -275,4 +267,9 @@ export function assertServable (config: Config): void {
   if (config.env !== 'production') return
   if (!config.mail.smtpUrl) throw new ConfigError('SMTP_URL is required in production: reset and verification links must not end up in logs')
   if (!config.mail.appUrlSet) throw new ConfigError('APP_URL is required in production: it is the base of the links in emails (e.g. https://app.example.com)')
+  // browsers refuse a passkey ceremony whose RP ID is neither the page's host nor a parent domain of it
+  const { rpId, origins } = config.webauthn
+  if (origins.length === 0) throw new ConfigError('WEBAUTHN_ORIGINS must name the origins passkeys are used from (or leave it unset to use the origin of APP_URL)')
+  const outside = origins.filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
+  if (outside.length) throw new ConfigError(`WEBAUTHN_RP_ID "${rpId}" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin (not of ${outside.join(', ')})`)
 }
