@@ -138,9 +138,19 @@ t.test('docs and the demo page: on in development, off by config or in productio
   t.equal(demo.statusCode, 200)
   t.match(String(demo.headers['content-security-policy']), /script-src 'self'/)
   t.equal((await dev.inject({ url: '/demo/app.js' })).statusCode, 200)
+  // the passkey library: its ES module files as JavaScript, and nothing else under that path
+  for (const url of ['/demo/vendor/simplewebauthn/index.js', '/demo/vendor/simplewebauthn/methods/startRegistration.js']) {
+    const module = await dev.inject({ url })
+    t.equal(module.statusCode, 200, url)
+    t.equal(module.headers['content-type'], 'text/javascript; charset=utf-8', url)
+  }
+  for (const path of ['index.d.ts', 'package.json', '../app.js', '..%2fapp.js', '%2e%2e/%2e%2e/package.json', 'methods/..%2f..%2f..%2fpackage.json', '/etc/passwd', '']) {
+    assertProblem(t, await dev.inject({ url: `/demo/vendor/simplewebauthn/${path}` }), 404, 'not_found')
+  }
 
   const prod = await build(t, { env: { NODE_ENV: 'production', DOCS_ENABLED: 'false', SMTP_URL: 'smtp://127.0.0.1:1', APP_URL: 'https://app.example.com' } })
   assertProblem(t, await prod.inject({ url: '/docs/' }), 404, 'not_found')
   assertProblem(t, await prod.inject({ url: '/demo' }), 404, 'not_found')
+  assertProblem(t, await prod.inject({ url: '/demo/vendor/simplewebauthn/index.js' }), 404, 'not_found')
   t.equal((await prod.inject({ url: '/openapi.json' })).statusCode, 200, 'the document itself stays')
 })

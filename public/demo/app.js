@@ -1,4 +1,7 @@
-// Cookie mode, and two-factor sign-in: no token ever touches localStorage or document.cookie.
+// Cookie mode, two-factor sign-in and passkeys: no token ever touches localStorage or document.cookie.
+// The WebAuthn library is served from node_modules by this server, as an ES module (no build step).
+import { browserSupportsWebAuthn, startAuthentication, startRegistration } from '/demo/vendor/simplewebauthn/index.js'
+
 const MODE = { 'X-Auth-Mode': 'cookie' }
 let accessToken = null
 let refreshTimer = null
@@ -19,7 +22,10 @@ async function call (path, { body, auth = false, method = 'POST' } = {}) {
 }
 
 function signedIn ({ accessToken: token, expiresIn, user }) {
+  const fresh = accessToken === null
   accessToken = token
+  // a new session (not a silent refresh) shows the account's passkeys
+  if (fresh) listPasskeys()
   $('status').textContent = `signed in as ${user.email}`
   clearTimeout(refreshTimer)
   // renew 25 s before the access token expires (at least a second from now)
@@ -33,6 +39,7 @@ function signedOut (why = 'signed out') {
   endEnrolment()
   $('recovery').hidden = true
   $('recovery-codes').replaceChildren()
+  $('passkeys').replaceChildren()
 }
 
 async function silentRefresh () {
@@ -62,17 +69,41 @@ form('register', async ({ email, password, name }) => {
   if (res.ok) signedIn(res.data)
 })
 
-form('login', async ({ email, password, rememberMe }) => {
-  const res = await call('/login', { body: { email, password, rememberMe: rememberMe === 'on' } })
+// The answer of /login and of /login/passkey: a session, a refusal, or a request for the second factor.
+function signInAnswer (res, firstFactor) {
   if (res.status === 403 && res.data.code === 'mfa_required') {
     mfaToken = res.data.mfaToken
     show({ code: res.data.code, title: res.data.title, methods: res.data.methods })
+    $('login-mfa-why').textContent = firstFactor
     $('login-mfa').hidden = false
     $('login-mfa').elements.code.focus()
     return
   }
   show(res.data)
   if (res.ok) signedIn(res.data)
+}
+
+form('login', async ({ email, password, rememberMe }) => {
+  const res = await call('/login', { body: { email, password, rememberMe: rememberMe === 'on' } })
+  signInAnswer(res, 'The password was right.')
+})
+
+// The browser's own refusals (cancelled, timed out, no passkey for this site) are errors, not answers.
+const ceremonyError = error => show({ error: error.name, code: error.code, message: error.message })
+
+// Discoverable credentials: no email is sent, so the answer never tells whether an account exists.
+form('login-passkey', async ({ rememberMe }) => {
+  const options = await call('/login/passkey/options')
+  if (!options.ok) return show(options.data)
+  let response
+  try {
+    response = await startAuthentication({ optionsJSON: options.data })
+  } catch (error) {
+    return ceremonyError(error)
+  }
+  const res = await call('/login/passkey', { body: { response, rememberMe: rememberMe === 'on' } })
+  // a passkey without user verification (no PIN, no biometrics) is one factor: a code completes it
+  signInAnswer(res, 'The passkey was right, but it did not verify you (no PIN or biometrics).')
 })
 
 // Six digits are a code of the app; anything else is taken for a recovery code (case, spaces, hyphens ignored).
@@ -87,7 +118,7 @@ form('login-mfa', async ({ code }) => {
   } else if (res.data.code === 'mfa_token_invalid') {
     // used, expired or too many wrong codes: only a new sign-in gives a new one
     endSecondStep()
-    show({ ...res.data, next: 'sign in again with your password' })
+    show({ ...res.data, next: 'sign in again' })
   } else if (res.status === 429) {
     show({ ...res.data, next: `wait ${res.retryAfter} s before trying again` })
   } else {
@@ -134,6 +165,53 @@ function endEnrolment () {
   $('mfa-confirm').hidden = true
   $('qr').removeAttribute('src')
   $('secret').textContent = ''
+}
+
+form('passkey-add', async ({ name }) => {
+  const options = await call('/passkeys/register/options', { auth: true })
+  if (!options.ok) return show(options.data)
+  let response
+  try {
+    response = await startRegistration({ optionsJSON: options.data })
+  } catch (error) {
+    return ceremonyError(error)
+  }
+  const res = await call('/passkeys/register', { auth: true, body: name ? { response, name } : { response } })
+  show(res.data)
+  if (!res.ok) return
+  $('passkey-add').reset()
+  await listPasskeys()
+})
+
+async function listPasskeys () {
+  const list = $('passkeys')
+  const res = await call('/passkeys', { method: 'GET', auth: true }).catch(() => null)
+  if (!accessToken) return list.replaceChildren() // signed out meanwhile
+  if (!res?.ok) {
+    list.replaceChildren(Object.assign(document.createElement('li'), { textContent: `passkeys not listed (${res?.data?.code ?? 'network error'})` }))
+    return
+  }
+  list.replaceChildren(...res.data.passkeys.map(passkey => {
+    const item = document.createElement('li')
+    item.dataset.id = passkey.id
+    const used = passkey.lastUsedAt ? `last used ${new Date(passkey.lastUsedAt).toLocaleString()}` : 'never used'
+    const remove = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Delete' })
+    remove.addEventListener('click', async () => {
+      const deleted = await call(`/passkeys/${encodeURIComponent(passkey.id)}`, { method: 'DELETE', auth: true })
+      show(deleted.ok ? `passkey deleted: ${deleted.status}` : deleted.data)
+      await listPasskeys()
+    })
+    item.append(
+      Object.assign(document.createElement('strong'), { textContent: passkey.name ?? 'passkey' }),
+      ` (added ${new Date(passkey.createdAt).toLocaleString()}, ${used}${passkey.backedUp ? ', synced' : ''}) `,
+      remove,
+    )
+    return item
+  }))
+}
+
+if (!browserSupportsWebAuthn()) {
+  for (const id of ['login-passkey', 'passkey-add']) $(id).querySelector('button').disabled = true
 }
 
 $('me').addEventListener('click', async () => show((await call('/me', { method: 'GET', auth: true })).data))

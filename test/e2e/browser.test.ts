@@ -6,28 +6,11 @@ import { simpleParser } from 'mailparser'
 import { chromium } from 'playwright-core'
 import t from 'tap'
 import { totpAt } from '../../src/auth/totp.js'
-import { claims, newAccount, type Test } from '../helper.js'
+import { claims, newAccount } from '../helper.js'
 import { liveServer } from '../live-server.js'
+import { CHROMIUM, demoBrowser, needsChromium } from './demo-browser.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-
-/** A server of its own (plain http on 127.0.0.1, so the development cookie) and a Chromium page, both closed with the test; page errors collected. */
-async function demoBrowser (t: Test, env: Record<string, string>) {
-  const server = await liveServer(t, { COOKIE_SECURE: 'false', ...env })
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
-  t.teardown(() => browser.close())
-  const context = await browser.newContext()
-  const page = await context.newPage()
-  const errors: string[] = []
-  page.on('pageerror', e => errors.push(e.message))
-  return { server, context, page, errors }
-}
-
-// CI installs Debian's chromium; a developer without it sees this test skipped, not passed.
-t.test('the /demo page signs up, stays signed in by silent refresh, and never exposes a token to scripts', {
-  skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
-}, async t => {
+t.test('the /demo page signs up, stays signed in by silent refresh, and never exposes a token to scripts', { skip: needsChromium }, async t => {
   const { server, context, page, errors } = await demoBrowser(t, { ACCESS_TOKEN_TTL: '30' })
 
   await page.goto(`${server.url}/demo`)
@@ -77,9 +60,7 @@ t.test('the /demo page signs up, stays signed in by silent refresh, and never ex
   t.same(errors, [], 'no script errors')
 })
 
-t.test('the /demo page turns on two-factor sign-in with a QR code, then signs in with a code and with a recovery code', {
-  skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
-}, async t => {
+t.test('the /demo page turns on two-factor sign-in with a QR code, then signs in with a code and with a recovery code', { skip: needsChromium }, async t => {
   const { server, context, page, errors } = await demoBrowser(t, {})
   // a Content-Security-Policy refusal (of the QR image, say) is a console message, not a page error
   page.on('console', m => { if (m.text().includes('Content Security Policy')) errors.push(m.text()) })
@@ -173,9 +154,7 @@ t.test('the /demo page turns on two-factor sign-in with a QR code, then signs in
   t.same(errors, [], 'no script errors, nothing refused by the page\'s policy')
 })
 
-t.test('development mail: the links in the .eml files verify the address and reset the password in a browser', {
-  skip: !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is not installed` : false,
-}, async t => {
+t.test('development mail: the links in the .eml files verify the address and reset the password in a browser', { skip: needsChromium }, async t => {
   // as `npm start` runs: no SMTP_URL, so mail lands in DATA_DIR/mail and APP_URL is this server
   const dataDir = mkdtempSync(join(tmpdir(), 'auth-mail-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
