@@ -127,7 +127,10 @@ export class PasskeyService {
   }
 
   async rename (userId: string, id: string, name: string): Promise<PasskeyView> {
-    const row = isUuid(id) ? await renamePasskey(this.deps.db, id.toLowerCase(), userId, name.trim()) : undefined
+    // the schema asks for one character; a name of spaces only would be stored empty once trimmed
+    const trimmed = name.trim()
+    if (!trimmed) throw new ApiError('validation_failed', 'The name must not be blank', { errors: [{ path: '/name', message: 'must not be blank' }] })
+    const row = isUuid(id) ? await renamePasskey(this.deps.db, id.toLowerCase(), userId, trimmed) : undefined
     if (!row) throw notFound()
     return view(row)
   }
