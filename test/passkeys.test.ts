@@ -237,6 +237,7 @@ t.test('registration refusals: 400 passkey_invalid, nothing kept, an audit line'
     ['another origin (a subdomain)', async () => answer(await fresh(), { origin: 'http://evil.localhost:3000' })],
     ['another port', async () => answer(await fresh(), { origin: 'http://localhost:3001' })],
     ['another RP ID', async () => answer(await fresh(), { rpId: 'evil.example' })],
+    ['from a cross-origin frame of another site', async () => editClientData(answer(await fresh()), { crossOrigin: true, topOrigin: EVIL })],
     ['clientDataJSON of the wrong type (webauthn.get)', async () => answer(await fresh(), { type: 'webauthn.get' })],
     ['clientDataJSON garbage base64', async () => { const r = answer(await fresh()); return { ...r, response: { ...r.response, clientDataJSON: randomB64(40) } } }],
     ['attestationObject garbage base64', async () => { const r = answer(await fresh()); return { ...r, response: { ...r.response, attestationObject: randomB64(120) } } }],

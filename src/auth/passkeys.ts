@@ -32,11 +32,15 @@ const view = (p: Passkey): PasskeyView => ({
 const invalidPasskey = (detail: string) => new ApiError('passkey_invalid', detail)
 const notFound = () => new ApiError('not_found', 'No passkey of yours has this id')
 
-/** The challenge a response answers, from its clientDataJSON; undefined when that is not readable. */
-function challengeOf (clientDataJSON: unknown): string | undefined {
+/**
+ * The challenge a response answers, from its clientDataJSON; undefined when that is not readable, or when
+ * the ceremony ran in a frame of another site (the library checks that only for sign-ins).
+ */
+function clientData (clientDataJSON: unknown): { challenge: string, crossOrigin: boolean } | undefined {
   try {
     const data = decodeClientDataJSON(String(clientDataJSON))
-    return typeof data.challenge === 'string' && data.challenge.length > 0 && data.challenge.length <= 1024 ? data.challenge : undefined
+    if (typeof data.challenge !== 'string' || data.challenge.length === 0 || data.challenge.length > 1024) return undefined
+    return { challenge: data.challenge, crossOrigin: data.crossOrigin === true }
   } catch {
     return undefined
   }
@@ -53,6 +57,18 @@ export class PasskeyService {
 
   private async challenge (purpose: 'register' | 'login', userId: string | null, challenge: string) {
     await insertWebauthnChallenge(this.deps.db, { challenge, purpose, userId, expiresAt: new Date(this.now().getTime() + WEBAUTHN_CHALLENGE_TTL_MS) })
+  }
+
+  /**
+   * What every response is checked against: the challenge it answers, spent now (so it works once) and
+   * issued for this purpose and user, this site's origins and RP ID. User verification is not required:
+   * it only raises the assurance of a sign-in. Undefined when the challenge is not one of ours.
+   */
+  private async expectations (clientDataJSON: unknown, purpose: 'register' | 'login', userId: string | null) {
+    const { db, config } = this.deps
+    const data = clientData(clientDataJSON)
+    if (!data || !await spendWebauthnChallenge(db, data.challenge, purpose, userId, this.now()) || data.crossOrigin) return undefined
+    return { expectedChallenge: data.challenge, expectedOrigin: config.webauthn.origins, expectedRPID: config.webauthn.rpId, requireUserVerification: false }
   }
 
   async registrationOptions (user: { id: string, email: string, name: string | null }): Promise<PublicKeyCredentialCreationOptionsJSON> {
@@ -78,23 +94,13 @@ export class PasskeyService {
 
   /** Verifies a registration answer to this user's challenge and keeps the new passkey. */
   async register (userId: string, response: RegistrationResponseJSON, name: string | undefined): Promise<PasskeyView> {
-    const { db, config } = this.deps
+    const { db } = this.deps
     const now = this.now()
-    const challenge = challengeOf(response.response?.clientDataJSON)
-    if (!challenge || !await spendWebauthnChallenge(db, challenge, 'register', userId, now)) {
-      throw invalidPasskey('The challenge of this response is not one issued to you for a registration, was used, or has expired: ask for new options')
-    }
+    const expected = await this.expectations(response.response?.clientDataJSON, 'register', userId)
+    if (!expected) throw invalidPasskey('The challenge of this response is not one issued to you for a registration, was used, or has expired: ask for new options')
     let verified
     try {
-      verified = await verifyRegistrationResponse({
-        response,
-        expectedChallenge: challenge,
-        expectedOrigin: config.webauthn.origins,
-        expectedRPID: config.webauthn.rpId,
-        // user verification only raises the assurance of a sign-in; it is not required to register
-        requireUserVerification: false,
-        supportedAlgorithmIDs: ALGORITHMS,
-      })
+      verified = await verifyRegistrationResponse({ response, ...expected, supportedAlgorithmIDs: ALGORITHMS })
     } catch (err) {
       throw new ApiError('passkey_invalid', 'The registration response did not verify (origin, RP ID, challenge, signature or format)', { cause: err })
     }
@@ -154,22 +160,19 @@ export class PasskeyService {
    * hwk + user), without it one (aal1, hwk). `clone` when the signature counter went backwards.
    */
   async verifyAssertion (response: AuthenticationResponseJSON): Promise<{ user: UserRow, proof: Proof } | 'refused' | { clone: true, userId: string, passkeyId: string }> {
-    const { db, config } = this.deps
+    const { db } = this.deps
     const now = this.now()
-    const challenge = challengeOf(response.response?.clientDataJSON)
-    if (!challenge || !await spendWebauthnChallenge(db, challenge, 'login', null, now)) return 'refused'
+    const expected = await this.expectations(response.response?.clientDataJSON, 'login', null)
+    if (!expected) return 'refused'
     const passkey = typeof response.id === 'string' ? await findPasskeyByCredentialId(db, response.id) : undefined
     if (!passkey) return 'refused'
     let verified
     try {
       verified = await verifyAuthenticationResponse({
         response,
-        expectedChallenge: challenge,
-        expectedOrigin: config.webauthn.origins,
-        expectedRPID: config.webauthn.rpId,
+        ...expected,
         // the counter is checked below, where a regression can be told apart from other failures
         credential: { id: passkey.credentialId, publicKey: isoBase64URL.toBuffer(passkey.publicKey), counter: 0, transports: passkey.transports },
-        requireUserVerification: false,
       })
     } catch {
       return 'refused'
