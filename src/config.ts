@@ -168,7 +168,6 @@ function webauthnSettings (e: Env): Config['webauthn'] {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) throw new ConfigError(`WEBAUTHN_ORIGINS: "${origin}" is not an origin like https://app.example.com`)
   }
   if (e.NODE_ENV === 'production') {
-    if (origins.length === 0) throw new ConfigError('WEBAUTHN_ORIGINS (or APP_URL) must name the origins passkeys are used from in production')
     const outside = origins.filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
     if (outside.length) throw new ConfigError(`WEBAUTHN_RP_ID "${rpId}" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin (not of ${outside.join(', ')})`)
   }
@@ -269,10 +268,12 @@ export function loadConfig (source: Record<string, string | undefined> = process
 
 /**
  * What a serving instance needs beyond the settings themselves (the command-line tools do not send
- * mail): in production, real mail and real links.
+ * mail nor check passkeys): in production, real mail, real links and the origins of passkeys.
  */
 export function assertServable (config: Config): void {
   if (config.env !== 'production') return
   if (!config.mail.smtpUrl) throw new ConfigError('SMTP_URL is required in production: reset and verification links must not end up in logs')
   if (!config.mail.appUrlSet) throw new ConfigError('APP_URL is required in production: it is the base of the links in emails (e.g. https://app.example.com)')
+  // checked here, not when the settings are read: the command-line tools need no origins
+  if (config.webauthn.origins.length === 0) throw new ConfigError('WEBAUTHN_ORIGINS (or APP_URL) must name the origins passkeys are used from in production')
 }
