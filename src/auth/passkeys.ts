@@ -21,6 +21,7 @@ import type { Proof } from './sessions.js'
 export const WEBAUTHN_CHALLENGE_TTL_MS = 5 * 60_000
 // COSE algorithm ids: Ed25519 (EdDSA), ES256, RS256
 const ALGORITHMS = [-8, -7, -257]
+const TRANSPORTS = new Set<string>(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb'])
 
 export interface PasskeyServiceDeps { db: Database, config: Config, clock: Clock }
 
@@ -32,11 +33,14 @@ const view = (p: Passkey): PasskeyView => ({
 const invalidPasskey = (detail: string) => new ApiError('passkey_invalid', detail)
 const notFound = () => new ApiError('not_found', 'No passkey of yours has this id')
 
-/** The challenge a response answers, from its clientDataJSON; undefined when that is not readable. */
+/**
+ * The challenge a response answers, from its clientDataJSON; undefined when that is not readable or is no
+ * challenge this service issues (base64url: anything else, a NUL character say, is not looked up at all).
+ */
 function challengeOf (clientDataJSON: unknown): string | undefined {
   try {
     const data = decodeClientDataJSON(String(clientDataJSON))
-    return typeof data.challenge === 'string' && data.challenge.length > 0 && data.challenge.length <= 1024 ? data.challenge : undefined
+    return typeof data.challenge === 'string' && /^[A-Za-z0-9_-]{1,1024}$/.test(data.challenge) ? data.challenge : undefined
   } catch {
     return undefined
   }
@@ -107,7 +111,8 @@ export class PasskeyService {
         credentialId: info.credential.id,
         publicKey: isoBase64URL.fromBuffer(info.credential.publicKey),
         counter: info.credential.counter,
-        transports: (info.credential.transports ?? []).slice(0, 8),
+        // only the transports WebAuthn names: the list is the browser's, sent back in excludeCredentials
+        transports: (info.credential.transports ?? []).filter(tr => TRANSPORTS.has(tr)).slice(0, 8),
         backedUp: info.credentialBackedUp,
         deviceType: info.credentialDeviceType,
         name: name?.trim() || 'Passkey',
