@@ -55,7 +55,7 @@ export const EnvSchema = Type.Object({
   MFA_ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 1, description: 'Base64 of exactly 32 random bytes: the AES-256-GCM key of stored TOTP secrets (required in production; generated into DATA_DIR otherwise)' })),
   WEBAUTHN_RP_ID: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]+$', maxLength: 253, description: 'Passkeys: the relying party ID, a domain (default: the host of APP_URL; localhost in development)' })),
   WEBAUTHN_RP_NAME: Type.String({ minLength: 1, maxLength: 64, default: 'Auth API', description: 'Passkeys: the name shown when one is made' }),
-  WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: 'Passkeys: comma-separated exact origins allowed to use them (default: the origin of APP_URL, plus http://localhost:PORT in development)' })),
+  WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: 'Passkeys: comma-separated exact origins allowed to use them, android:apk-key-hash:… for an Android app (default: the origin of APP_URL, plus http://localhost:PORT in development)' })),
   REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
@@ -154,6 +154,9 @@ function splitPems (value: string): string[] {
   return pems
 }
 
+/** The origin an Android app's passkey ceremonies carry (Credential Manager): the SHA-256 of its signing certificate. */
+const ANDROID_ORIGIN = /^android:apk-key-hash:[A-Za-z0-9_-]{43}$/
+
 /**
  * The relying party of passkeys. Its ID must be the host of every allowed origin or a parent domain of it
  * (browsers refuse anything else, so production refuses to start with it).
@@ -165,10 +168,13 @@ function webauthnSettings (e: Env): Config['webauthn'] {
     ? e.WEBAUTHN_ORIGINS.split(',').map(o => o.trim().replace(/\/$/, '')).filter(Boolean)
     : [...new Set([...(appUrl ? [appUrl.origin] : []), ...(e.NODE_ENV === 'production' ? [] : [`http://localhost:${e.PORT}`])])]
   for (const origin of origins) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin)) throw new ConfigError(`WEBAUTHN_ORIGINS: "${origin}" is not an origin like https://app.example.com`)
+    if (!/^https?:\/\/[^/\s]+$/.test(origin) && !ANDROID_ORIGIN.test(origin)) {
+      throw new ConfigError(`WEBAUTHN_ORIGINS: "${origin}" is not an origin like https://app.example.com (or android:apk-key-hash:<base64url SHA-256 of the app's signing certificate>)`)
+    }
   }
   if (e.NODE_ENV === 'production') {
-    const outside = origins.filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
+    // an Android app's origin names no host: its tie to the RP ID is the site's Digital Asset Links file
+    const outside = origins.filter(o => !ANDROID_ORIGIN.test(o)).filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
     if (outside.length) throw new ConfigError(`WEBAUTHN_RP_ID "${rpId}" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin (not of ${outside.join(', ')})`)
   }
   return { rpId, rpName: e.WEBAUTHN_RP_NAME, origins }

@@ -218,7 +218,7 @@ t.test('WEBAUTHN_*: the relying party of passkeys', async t => {
   t.same(loadConfig({ APP_URL: 'https://app.example.com', WEBAUTHN_ORIGINS: 'https://other.example.net' }).webauthn.origins, ['https://other.example.net'], 'WEBAUTHN_ORIGINS replaces the defaults')
 
   const bad: [Record<string, string>, RegExp][] = [
-    [{ WEBAUTHN_ORIGINS: 'app.example.com' }, /^WEBAUTHN_ORIGINS: "app\.example\.com" is not an origin like https:\/\/app\.example\.com$/],
+    [{ WEBAUTHN_ORIGINS: 'app.example.com' }, /^WEBAUTHN_ORIGINS: "app\.example\.com" is not an origin like https:\/\/app\.example\.com \(or android:apk-key-hash:<base64url SHA-256 of the app's signing certificate>\)$/],
     [{ WEBAUTHN_ORIGINS: 'https://app.example.com, https://app.example.com/login' }, /WEBAUTHN_ORIGINS: "https:\/\/app\.example\.com\/login" is not an origin/],
     [{ WEBAUTHN_ORIGINS: '*' }, /WEBAUTHN_ORIGINS: "\*" is not an origin/],
     [{ WEBAUTHN_RP_ID: 'https://example.com' }, /WEBAUTHN_RP_ID/],
@@ -252,4 +252,11 @@ t.test('WEBAUTHN_RP_ID in production: the host, or a parent domain, of every all
   t.throws(() => assertServable(prod({ SMTP_URL: mailed.SMTP_URL, APP_URL: mailed.APP_URL, WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: ' , ' })), { name: 'ConfigError', message: none }, 'a list of nothing')
   t.doesNotThrow(() => assertServable(prod(mailed)), 'APP_URL alone gives the origin')
   t.doesNotThrow(() => loadConfig({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.org' }), 'outside production the check is left to the browser')
+
+  // an Android app: its origin is the hash of its signing certificate, tied to the RP ID by assetlinks.json
+  const android = `android:apk-key-hash:${randomBytes(32).toString('base64url')}`
+  t.same(prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: `https://app.example.com, ${android}` }).webauthn.origins, ['https://app.example.com', android], 'an Android app\'s origin beside the web app\'s')
+  for (const wrong of ['android:apk-key-hash:', 'android:apk-key-hash:abc', `android:apk-key-hash:${randomBytes(32).toString('base64')}=`, `ios:${randomBytes(32).toString('base64url')}`]) {
+    t.throws(() => loadConfig({ WEBAUTHN_ORIGINS: wrong }), { name: 'ConfigError', message: /^WEBAUTHN_ORIGINS: ".*" is not an origin like https:\/\/app\.example\.com \(or android:apk-key-hash:/ }, wrong)
+  }
 })
