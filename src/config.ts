@@ -55,7 +55,7 @@ export const EnvSchema = Type.Object({
   MFA_ENCRYPTION_KEY: Type.Optional(Type.String({ minLength: 1, description: 'Base64 of exactly 32 random bytes: the AES-256-GCM key of stored TOTP secrets (required in production; generated into DATA_DIR otherwise)' })),
   WEBAUTHN_RP_ID: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]+$', maxLength: 253, description: 'Passkeys: the relying party ID, a domain (default: the host of APP_URL; localhost in development)' })),
   WEBAUTHN_RP_NAME: Type.String({ minLength: 1, maxLength: 64, default: 'Auth API', description: 'Passkeys: the name shown when one is made' }),
-  WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: 'Passkeys: comma-separated exact origins allowed to use them (default: the origin of APP_URL, plus http://localhost:PORT in development)' })),
+  WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: 'Passkeys: comma-separated exact origins allowed to use them, android:apk-key-hash:… for an Android app (default: the origin of APP_URL, plus http://localhost:PORT in development)' })),
   REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
@@ -154,6 +154,9 @@ function splitPems (value: string): string[] {
   return pems
 }
 
+/** The origin an Android app's passkey ceremonies carry (Credential Manager): the SHA-256 of its signing certificate. */
+const ANDROID_ORIGIN = /^android:apk-key-hash:[A-Za-z0-9_-]{43}$/
+
 /** The relying party of passkeys: its ID, its name, and the origins a ceremony may come from. */
 function webauthnSettings (e: Env): Config['webauthn'] {
   const appUrl = e.APP_URL === undefined ? undefined : new URL(e.APP_URL)
@@ -162,7 +165,9 @@ function webauthnSettings (e: Env): Config['webauthn'] {
     ? e.WEBAUTHN_ORIGINS.split(',').map(o => o.trim().replace(/\/$/, '')).filter(Boolean)
     : [...new Set([...(appUrl ? [appUrl.origin] : []), ...(e.NODE_ENV === 'production' ? [] : [`http://localhost:${e.PORT}`])])]
   for (const origin of origins) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin)) throw new ConfigError(`WEBAUTHN_ORIGINS: "${origin}" is not an origin like https://app.example.com`)
+    if (!/^https?:\/\/[^/\s]+$/.test(origin) && !ANDROID_ORIGIN.test(origin)) {
+      throw new ConfigError(`WEBAUTHN_ORIGINS: "${origin}" is not an origin like https://app.example.com (or android:apk-key-hash:<base64url SHA-256 of the app's signing certificate>)`)
+    }
   }
   return { rpId, rpName: e.WEBAUTHN_RP_NAME, origins }
 }
@@ -261,15 +266,17 @@ export function loadConfig (source: Record<string, string | undefined> = process
 
 /**
  * What a serving instance needs beyond the settings themselves (the command-line tools do not send
- * mail): in production, real mail and real links.
+ * mail nor check passkeys): in production, real mail, real links and the origins of passkeys.
  */
 export function assertServable (config: Config): void {
   if (config.env !== 'production') return
   if (!config.mail.smtpUrl) throw new ConfigError('SMTP_URL is required in production: reset and verification links must not end up in logs')
   if (!config.mail.appUrlSet) throw new ConfigError('APP_URL is required in production: it is the base of the links in emails (e.g. https://app.example.com)')
-  // browsers refuse a passkey ceremony whose RP ID is neither the page's host nor a parent domain of it
+  // browsers refuse a passkey ceremony whose RP ID is neither the page's host nor a parent domain of it;
+  // checked here, not when the settings are read: the command-line tools need no origins
   const { rpId, origins } = config.webauthn
-  if (origins.length === 0) throw new ConfigError('WEBAUTHN_ORIGINS must name the origins passkeys are used from (or leave it unset to use the origin of APP_URL)')
-  const outside = origins.filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
+  if (origins.length === 0) throw new ConfigError('WEBAUTHN_ORIGINS (or APP_URL) must name the origins passkeys are used from in production')
+  // an Android app's origin names no host: its tie to the RP ID is the site's Digital Asset Links file
+  const outside = origins.filter(o => !ANDROID_ORIGIN.test(o)).filter(o => { const host = new URL(o).hostname; return host !== rpId && !host.endsWith(`.${rpId}`) })
   if (outside.length) throw new ConfigError(`WEBAUTHN_RP_ID "${rpId}" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin (not of ${outside.join(', ')})`)
 }

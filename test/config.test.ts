@@ -201,3 +201,62 @@ t.test('the app says it generated, then uses, the development MFA key, and never
   const configured = await build(t)
   t.notOk(configured.logs.some(l => /development MFA encryption key/.test(l)), 'with MFA_ENCRYPTION_KEY set, nothing about a development key')
 })
+
+t.test('WEBAUTHN_*: the relying party of passkeys', async t => {
+  t.same(loadConfig({}).webauthn, { rpId: 'localhost', rpName: 'Auth API', origins: ['http://localhost:3000'] }, 'development: localhost and its port')
+  t.same(loadConfig({ PORT: '8080' }).webauthn.origins, ['http://localhost:8080'], 'the port of PORT')
+  t.same(loadConfig({ APP_URL: 'https://app.example.com/some/path' }).webauthn, {
+    rpId: 'app.example.com', rpName: 'Auth API', origins: ['https://app.example.com', 'http://localhost:3000'],
+  }, 'with APP_URL: its host and its origin, and localhost in development')
+  t.same(loadConfig({ APP_URL: 'http://localhost:3000' }).webauthn.origins, ['http://localhost:3000'], 'no origin twice')
+  const prodBase = { NODE_ENV: 'production', APP_URL: 'https://app.example.com' }
+  t.same(loadConfig(prodBase).webauthn, { rpId: 'app.example.com', rpName: 'Auth API', origins: ['https://app.example.com'] }, 'production: no localhost')
+
+  const set = loadConfig({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_RP_NAME: 'Example', WEBAUTHN_ORIGINS: ' https://app.example.com/ ,https://example.com,, ' })
+  t.same(set.webauthn, { rpId: 'example.com', rpName: 'Example', origins: ['https://app.example.com', 'https://example.com'] }, 'overrides; spaces, trailing slashes and empty items ignored')
+  t.equal(loadConfig({ WEBAUTHN_RP_NAME: '' }).webauthn.rpName, 'Auth API', 'empty means unset')
+  t.same(loadConfig({ APP_URL: 'https://app.example.com', WEBAUTHN_ORIGINS: 'https://other.example.net' }).webauthn.origins, ['https://other.example.net'], 'WEBAUTHN_ORIGINS replaces the defaults')
+
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ WEBAUTHN_ORIGINS: 'app.example.com' }, /^WEBAUTHN_ORIGINS: "app\.example\.com" is not an origin like https:\/\/app\.example\.com \(or android:apk-key-hash:<base64url SHA-256 of the app's signing certificate>\)$/],
+    [{ WEBAUTHN_ORIGINS: 'https://app.example.com, https://app.example.com/login' }, /WEBAUTHN_ORIGINS: "https:\/\/app\.example\.com\/login" is not an origin/],
+    [{ WEBAUTHN_ORIGINS: '*' }, /WEBAUTHN_ORIGINS: "\*" is not an origin/],
+    [{ WEBAUTHN_RP_ID: 'https://example.com' }, /WEBAUTHN_RP_ID/],
+    [{ WEBAUTHN_RP_ID: 'Example.COM' }, /WEBAUTHN_RP_ID/],
+    [{ WEBAUTHN_RP_NAME: 'x'.repeat(65) }, /WEBAUTHN_RP_NAME must NOT have more than 64 characters/],
+  ]
+  for (const [env, message] of bad) t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
+})
+
+t.test('WEBAUTHN_RP_ID in production: the host, or a parent domain, of every allowed origin', async t => {
+  const prod = (env: Record<string, string>) => loadConfig({ NODE_ENV: 'production', ...env })
+  t.throws(() => prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.org' }),
+    { name: 'ConfigError', message: /^WEBAUTHN_RP_ID "example\.com" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin \(not of https:\/\/app\.example\.org\)$/ })
+  t.throws(() => prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://notexample.com' }),
+    { name: 'ConfigError', message: /not of https:\/\/notexample\.com\)/ }, 'a host that only ends with the same letters is no subdomain')
+  t.throws(() => prod({ WEBAUTHN_RP_ID: 'app.example.com', WEBAUTHN_ORIGINS: 'https://example.com' }),
+    { name: 'ConfigError', message: /WEBAUTHN_RP_ID "app\.example\.com"/ }, 'a subdomain of the origin\'s host is refused')
+  t.throws(() => prod({ APP_URL: 'https://app.example.com', WEBAUTHN_RP_ID: 'api.example.com' }),
+    { name: 'ConfigError', message: /not of https:\/\/app\.example\.com\)/ }, 'the origin derived from APP_URL is checked too')
+
+  t.same(prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://example.com' }).webauthn,
+    { rpId: 'example.com', rpName: 'Auth API', origins: ['https://app.example.com', 'https://example.com'] }, 'a parent domain and the host itself are accepted')
+  t.same(prod({ APP_URL: 'https://app.example.com', WEBAUTHN_RP_ID: 'example.com' }).webauthn.origins, ['https://app.example.com'], 'a parent domain of APP_URL\'s host')
+  t.same(prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://login.example.com:8443' }).webauthn.origins, ['https://login.example.com:8443'], 'the port is no part of the check')
+
+  // nothing to derive origins from: the settings load (the command-line tools need no origins), a server refuses
+  const none = /^WEBAUTHN_ORIGINS \(or APP_URL\) must name the origins passkeys are used from in production$/
+  const mailed = { SMTP_URL: 'smtp://mail.internal:587', APP_URL: 'https://app.example.com' }
+  t.same(prod({}).webauthn, { rpId: 'localhost', rpName: 'Auth API', origins: [] }, 'no APP_URL, no WEBAUTHN_ORIGINS: no origin, and no localhost in production')
+  t.throws(() => assertServable(prod({ SMTP_URL: mailed.SMTP_URL })), { name: 'ConfigError', message: /^APP_URL is required in production/ }, 'a server without APP_URL is refused first for the links')
+  t.throws(() => assertServable(prod({ SMTP_URL: mailed.SMTP_URL, APP_URL: mailed.APP_URL, WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: ' , ' })), { name: 'ConfigError', message: none }, 'a list of nothing')
+  t.doesNotThrow(() => assertServable(prod(mailed)), 'APP_URL alone gives the origin')
+  t.doesNotThrow(() => loadConfig({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.org' }), 'outside production the check is left to the browser')
+
+  // an Android app: its origin is the hash of its signing certificate, tied to the RP ID by assetlinks.json
+  const android = `android:apk-key-hash:${randomBytes(32).toString('base64url')}`
+  t.same(prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: `https://app.example.com, ${android}` }).webauthn.origins, ['https://app.example.com', android], 'an Android app\'s origin beside the web app\'s')
+  for (const wrong of ['android:apk-key-hash:', 'android:apk-key-hash:abc', `android:apk-key-hash:${randomBytes(32).toString('base64')}=`, `ios:${randomBytes(32).toString('base64url')}`]) {
+    t.throws(() => loadConfig({ WEBAUTHN_ORIGINS: wrong }), { name: 'ConfigError', message: /^WEBAUTHN_ORIGINS: ".*" is not an origin like https:\/\/app\.example\.com \(or android:apk-key-hash:/ }, wrong)
+  }
+})

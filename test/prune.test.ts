@@ -2,8 +2,10 @@ import { sql } from 'drizzle-orm'
 import t from 'tap'
 import { LOGIN_WINDOW_MS } from '../src/auth/attempt-throttle.js'
 import { MFA_CHALLENGE_MAX_FAILURES, MFA_CHALLENGE_TTL_MS } from '../src/auth/mfa.js'
+import { WEBAUTHN_CHALLENGE_TTL_MS } from '../src/auth/passkeys.js'
 import { pruneExpired } from '../src/repositories/prune.js'
-import { assertProblem, bearer, build, enableTotp, fakeClock, login, loginMfa, newAccount, register, rows, testDatabase, totp, type TokenBody } from './helper.js'
+import { assertProblem, bearer, build, call, enableTotp, fakeClock, login, loginMfa, newAccount, register, rows, testDatabase, totp, type TokenBody } from './helper.js'
+import { softAuthenticator } from './webauthn-authenticator.js'
 
 const DAY = 24 * 3600_000
 const STEP = 30_000
@@ -79,4 +81,45 @@ t.test('purges mfaTokens that are spent, expired or voided by wrong codes, keeps
   t.equal(signedIn.statusCode, 200, 'the live one still signs in')
   t.equal((await prune(clock.now())).mfaChallenges, 1, 'and once spent it goes too')
   t.equal(await challenges(), 0)
+})
+
+t.test('purges passkey challenges past their time, keeps a live one usable', async t => {
+  const clock = fakeClock()
+  const app = await build(t, { clock })
+  const { tokens } = await register(app)
+  const origin = app.config.webauthn.origins[0]!
+  const registrationOptions = async () => {
+    const res = await call(app, 'POST', '/passkeys/register/options', tokens.accessToken)
+    t.equal(res.statusCode, 200)
+    return res.json()
+  }
+  const signInOptions = async () => (await app.inject({ method: 'POST', url: '/login/passkey/options' })).json()
+  const challenges = async () => (await rows<{ challenge: string }>(sql`select challenge from webauthn_challenges order by challenge`)).map(r => r.challenge)
+
+  const expiredRegistration = await registrationOptions()
+  const expiredSignIn = await signInOptions()
+  clock.advance(WEBAUTHN_CHALLENGE_TTL_MS + 1000)
+  const liveRegistration = await registrationOptions()
+  const liveSignIn = await signInOptions()
+  const before = await challenges()
+  for (const c of [expiredRegistration, expiredSignIn, liveRegistration, liveSignIn]) t.ok(before.includes(c.challenge), 'each options request left its challenge')
+
+  const removed = await prune(clock.now())
+  t.equal(removed.webauthnChallenges, 2, 'the two past their five minutes')
+  const left = await challenges()
+  t.notOk(left.includes(expiredRegistration.challenge) || left.includes(expiredSignIn.challenge), 'the expired ones are gone')
+  t.ok(left.includes(liveRegistration.challenge) && left.includes(liveSignIn.challenge), 'the live ones are left')
+  t.equal((await prune(clock.now())).webauthnChallenges, 0, 'nothing more on a second run')
+
+  // the live registration challenge still works, once; the pruned one is refused as any unknown challenge
+  const authenticator = softAuthenticator()
+  const refused = await call(app, 'POST', '/passkeys/register', tokens.accessToken, { response: authenticator.register(expiredRegistration, { origin }) })
+  assertProblem(t, refused, 400, 'passkey_invalid')
+  const added = await call(app, 'POST', '/passkeys/register', tokens.accessToken, { response: authenticator.register(liveRegistration, { origin }) })
+  t.equal(added.statusCode, 201, 'the live challenge still registers a passkey')
+  t.notOk((await challenges()).includes(liveRegistration.challenge), 'and is deleted when used')
+
+  clock.advance(WEBAUTHN_CHALLENGE_TTL_MS + 1)
+  t.equal((await prune(clock.now())).webauthnChallenges, 1, 'the sign-in challenge goes once it expires')
+  t.same(await challenges(), [])
 })

@@ -21,6 +21,7 @@ import type { Proof } from './sessions.js'
 export const WEBAUTHN_CHALLENGE_TTL_MS = 5 * 60_000
 // COSE algorithm ids: Ed25519 (EdDSA), ES256, RS256
 const ALGORITHMS = [-8, -7, -257]
+const TRANSPORTS = new Set<string>(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb'])
 
 export interface PasskeyServiceDeps { db: Database, config: Config, clock: Clock }
 
@@ -33,13 +34,14 @@ const invalidPasskey = (detail: string) => new ApiError('passkey_invalid', detai
 const notFound = () => new ApiError('not_found', 'No passkey of yours has this id')
 
 /**
- * The challenge a response answers, from its clientDataJSON; undefined when that is not readable, or when
- * the ceremony ran in a frame of another site (the library checks that only for sign-ins).
+ * The challenge a response answers, from its clientDataJSON, and whether the ceremony ran in a frame of
+ * another site (the library checks that only for sign-ins); undefined when it is not readable or is no
+ * challenge this service issues (base64url: anything else, a NUL character say, is not looked up at all).
  */
 function clientData (clientDataJSON: unknown): { challenge: string, crossOrigin: boolean } | undefined {
   try {
     const data = decodeClientDataJSON(String(clientDataJSON))
-    if (typeof data.challenge !== 'string' || data.challenge.length === 0 || data.challenge.length > 1024) return undefined
+    if (typeof data.challenge !== 'string' || !/^[A-Za-z0-9_-]{1,1024}$/.test(data.challenge)) return undefined
     return { challenge: data.challenge, crossOrigin: data.crossOrigin === true }
   } catch {
     return undefined
@@ -113,7 +115,8 @@ export class PasskeyService {
         credentialId: info.credential.id,
         publicKey: isoBase64URL.fromBuffer(info.credential.publicKey),
         counter: info.credential.counter,
-        transports: (info.credential.transports ?? []).slice(0, 8),
+        // only the transports WebAuthn names: the list is the browser's, sent back in excludeCredentials
+        transports: (info.credential.transports ?? []).filter(tr => TRANSPORTS.has(tr)).slice(0, 8),
         backedUp: info.credentialBackedUp,
         deviceType: info.credentialDeviceType,
         name: name?.trim() || 'Passkey',

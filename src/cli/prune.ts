@@ -4,7 +4,7 @@ import { loadConfig } from '../config.js'
 import { pruneExpired } from '../repositories/prune.js'
 import { openDatabase } from '../db/client.js'
 
-// `npm run db:prune`: deletes sessions ended over a day ago, stale attempt counts and spent, expired or voided mfaTokens.
+// `npm run db:prune`: deletes sessions ended over a day ago, stale attempt counts, spent, expired or voided mfaTokens and expired passkey challenges.
 const config = loadConfig(process.env)
 const handle = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, max: 1 })
 try {

@@ -4,7 +4,7 @@ import { LONGEST_WINDOW_MS } from '../auth/attempt-throttle.js'
 import { MFA_CHALLENGE_MAX_FAILURES } from '../auth/mfa.js'
 import { pruneExpired } from '../repositories/prune.js'
 
-/** Purges ended sessions, stale attempt counts and unusable mfaTokens every PRUNE_INTERVAL_SECONDS, off the request path. */
+/** Purges ended sessions, stale attempt counts, unusable mfaTokens and expired passkey challenges every PRUNE_INTERVAL_SECONDS, off the request path. */
 async function prunePlugin (app: FastifyInstance) {
   const every = app.config.pruneIntervalSeconds
   if (every === 0) return
@@ -14,7 +14,7 @@ async function prunePlugin (app: FastifyInstance) {
     running = true
     try {
       const removed = await pruneExpired(app.db, new Date(app.clock()), { attemptWindowMs: LONGEST_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES })
-      app.log.info({ removed }, 'pruned ended sessions, stale attempt counts and unusable mfaTokens')
+      app.log.info({ removed }, 'pruned ended sessions, stale attempt counts, unusable mfaTokens and expired passkey challenges')
     } catch (err) {
       app.log.warn({ err: { message: (err as Error).message } }, 'prune failed; will try again')
     } finally {

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm'
 import type { Database } from '../db/client.js'
 import { usableMfaChallenge } from './mfa.js'
+import { deleteExpiredWebauthnChallenges } from './passkeys.js'
 
 const BATCH = 1000
 // Ended sessions are kept a day for support and audit, then deleted.
@@ -27,7 +28,9 @@ export interface PruneRules {
  * Deletes what can no longer be used: sessions ended (revoked, past their absolute lifetime, or idle past
  * their refresh expiry) over a day ago, stale attempt counts, and sign-ins waiting for a second factor whose
  * mfaToken is spent, expired or voided by wrong codes (at once: an unknown token gets the same answer, and
- * the audit lines keep the failures). In small batches, so it never holds many locks at once.
+ * the audit lines keep the failures), and passkey challenges past their time (a used one is deleted when
+ * used). In small batches, so it never holds many locks at once (the passkey challenges in one statement:
+ * at most one per options request of the last minutes).
  */
 export async function pruneExpired (db: Database, now: Date, rules: PruneRules) {
   const ended = new Date(now.getTime() - KEEP_ENDED_MS).toISOString()
@@ -43,5 +46,6 @@ export async function pruneExpired (db: Database, now: Date, rules: PruneRules) 
   const mfaChallenges = await deleteInBatches(db, () => sql`
     delete from mfa_challenges where id in (
       select id from mfa_challenges where not (${usableMfaChallenge(now, rules.mfaChallengeMaxFailures)}) limit ${BATCH})`)
-  return { sessions, throttles, mfaChallenges }
+  const webauthnChallenges = await deleteExpiredWebauthnChallenges(db, now)
+  return { sessions, throttles, mfaChallenges, webauthnChallenges }
 }
