@@ -230,19 +230,25 @@ t.test('WEBAUTHN_*: the relying party of passkeys', async t => {
 
 t.test('WEBAUTHN_RP_ID in production: the host, or a parent domain, of every allowed origin', async t => {
   const prod = (env: Record<string, string>) => loadConfig({ NODE_ENV: 'production', ...env })
-  t.throws(() => prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.org' }),
+  // a serving instance checks it (the command-line tools need no origins)
+  const serving = (env: Record<string, string>) => {
+    const config = loadConfig({ NODE_ENV: 'production', SMTP_URL: 'smtp://mail.internal:587', APP_URL: 'https://app.example.com', ...env })
+    assertServable(config)
+    return config
+  }
+  t.throws(() => serving({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.org' }),
     { name: 'ConfigError', message: /^WEBAUTHN_RP_ID "example\.com" must be the host, or a parent domain of the host, of every WEBAUTHN_ORIGINS origin \(not of https:\/\/app\.example\.org\)$/ })
-  t.throws(() => prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://notexample.com' }),
+  t.throws(() => serving({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://notexample.com' }),
     { name: 'ConfigError', message: /not of https:\/\/notexample\.com\)/ }, 'a host that only ends with the same letters is no subdomain')
-  t.throws(() => prod({ WEBAUTHN_RP_ID: 'app.example.com', WEBAUTHN_ORIGINS: 'https://example.com' }),
+  t.throws(() => serving({ WEBAUTHN_RP_ID: 'app.example.com', WEBAUTHN_ORIGINS: 'https://example.com' }),
     { name: 'ConfigError', message: /WEBAUTHN_RP_ID "app\.example\.com"/ }, 'a subdomain of the origin\'s host is refused')
-  t.throws(() => prod({ APP_URL: 'https://app.example.com', WEBAUTHN_RP_ID: 'api.example.com' }),
+  t.throws(() => serving({ APP_URL: 'https://app.example.com', WEBAUTHN_RP_ID: 'api.example.com' }),
     { name: 'ConfigError', message: /not of https:\/\/app\.example\.com\)/ }, 'the origin derived from APP_URL is checked too')
 
-  t.same(prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://example.com' }).webauthn,
+  t.same(serving({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://example.com' }).webauthn,
     { rpId: 'example.com', rpName: 'Auth API', origins: ['https://app.example.com', 'https://example.com'] }, 'a parent domain and the host itself are accepted')
-  t.same(prod({ APP_URL: 'https://app.example.com', WEBAUTHN_RP_ID: 'example.com' }).webauthn.origins, ['https://app.example.com'], 'a parent domain of APP_URL\'s host')
-  t.same(prod({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://login.example.com:8443' }).webauthn.origins, ['https://login.example.com:8443'], 'the port is no part of the check')
+  t.same(serving({ APP_URL: 'https://app.example.com', WEBAUTHN_RP_ID: 'example.com' }).webauthn.origins, ['https://app.example.com'], 'a parent domain of APP_URL\'s host')
+  t.same(serving({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://login.example.com:8443' }).webauthn.origins, ['https://login.example.com:8443'], 'the port is no part of the check')
 
   // nothing to derive origins from: the settings load (the command-line tools need no origins), a server refuses
   const none = /^WEBAUTHN_ORIGINS \(or APP_URL\) must name the origins passkeys are used from in production$/
