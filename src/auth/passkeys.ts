@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import {
-  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
-  type AuthenticationResponseJSON, type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON,
 } from '@simplewebauthn/server'
-import { decodeClientDataJSON, isoBase64URL } from '@simplewebauthn/server/helpers'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Database } from '../db/client.js'
@@ -16,6 +14,14 @@ import {
 import { findUserById } from '../repositories/users.js'
 import type { UserRow } from '../schemas/common.js'
 import type { Proof } from './sessions.js'
+
+// Loaded at the first ceremony: the library and its certificate-parsing dependencies hold memory that
+// a process serving no passkey never needs.
+let library: Promise<typeof import('@simplewebauthn/server')> | undefined
+const webauthn = () => (library ??= import('@simplewebauthn/server'))
+
+const fromB64 = (text: string) => new Uint8Array(Buffer.from(text, 'base64url'))
+const toB64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64url')
 
 /** A ceremony's challenge is good for five minutes, once. */
 export const WEBAUTHN_CHALLENGE_TTL_MS = 5 * 60_000
@@ -40,7 +46,8 @@ const notFound = () => new ApiError('not_found', 'No passkey of yours has this i
  */
 function clientData (clientDataJSON: unknown): { challenge: string, crossOrigin: boolean } | undefined {
   try {
-    const data = decodeClientDataJSON(String(clientDataJSON))
+    // clientDataJSON is base64url of UTF-8 JSON (WebAuthn §5.8.1)
+    const data = JSON.parse(Buffer.from(String(clientDataJSON), 'base64url').toString('utf8')) as { challenge?: unknown, crossOrigin?: unknown }
     if (typeof data.challenge !== 'string' || !/^[A-Za-z0-9_-]{1,1024}$/.test(data.challenge)) return undefined
     return { challenge: data.challenge, crossOrigin: data.crossOrigin === true }
   } catch {
@@ -75,15 +82,15 @@ export class PasskeyService {
 
   async registrationOptions (user: { id: string, email: string, name: string | null }): Promise<PublicKeyCredentialCreationOptionsJSON> {
     const { db, config } = this.deps
-    const handle = await passkeyHandle(db, user.id, isoBase64URL.fromBuffer(randomBytes(32)))
+    const handle = await passkeyHandle(db, user.id, toB64(randomBytes(32)))
     if (!handle) throw new ApiError('invalid_token', 'The account of this token no longer exists')
     const existing = await listPasskeys(db, user.id)
-    const options = await generateRegistrationOptions({
+    const options = await (await webauthn()).generateRegistrationOptions({
       rpName: config.webauthn.rpName,
       rpID: config.webauthn.rpId,
       userName: user.email,
       userDisplayName: user.name ?? user.email,
-      userID: isoBase64URL.toBuffer(handle),
+      userID: fromB64(handle),
       attestationType: 'none',
       excludeCredentials: existing.map(p => ({ id: p.credentialId, transports: p.transports })),
       authenticatorSelection: { residentKey: 'required', userVerification: 'preferred' },
@@ -102,7 +109,7 @@ export class PasskeyService {
     if (!expected) throw invalidPasskey('The challenge of this response is not one issued to you for a registration, was used, or has expired: ask for new options')
     let verified
     try {
-      verified = await verifyRegistrationResponse({ response, ...expected, supportedAlgorithmIDs: ALGORITHMS })
+      verified = await (await webauthn()).verifyRegistrationResponse({ response, ...expected, supportedAlgorithmIDs: ALGORITHMS })
     } catch (err) {
       throw new ApiError('passkey_invalid', 'The registration response did not verify (origin, RP ID, challenge, signature or format)', { cause: err })
     }
@@ -113,7 +120,7 @@ export class PasskeyService {
         id: uuidv7(now.getTime()),
         userId,
         credentialId: info.credential.id,
-        publicKey: isoBase64URL.fromBuffer(info.credential.publicKey),
+        publicKey: toB64(info.credential.publicKey),
         counter: info.credential.counter,
         // only the transports WebAuthn names: the list is the browser's, sent back in excludeCredentials
         transports: (info.credential.transports ?? []).filter(tr => TRANSPORTS.has(tr)).slice(0, 8),
@@ -151,7 +158,7 @@ export class PasskeyService {
 
   /** Options for a sign-in with any passkey of this site (discoverable credentials: no account named). */
   async signInOptions (): Promise<PublicKeyCredentialRequestOptionsJSON> {
-    const options = await generateAuthenticationOptions({
+    const options = await (await webauthn()).generateAuthenticationOptions({
       rpID: this.deps.config.webauthn.rpId, allowCredentials: [], userVerification: 'preferred', timeout: WEBAUTHN_CHALLENGE_TTL_MS,
     })
     await this.challenge('login', null, options.challenge)
@@ -171,11 +178,11 @@ export class PasskeyService {
     if (!passkey) return 'refused'
     let verified
     try {
-      verified = await verifyAuthenticationResponse({
+      verified = await (await webauthn()).verifyAuthenticationResponse({
         response,
         ...expected,
         // the counter is checked below, where a regression can be told apart from other failures
-        credential: { id: passkey.credentialId, publicKey: isoBase64URL.toBuffer(passkey.publicKey), counter: 0, transports: passkey.transports },
+        credential: { id: passkey.credentialId, publicKey: fromB64(passkey.publicKey), counter: 0, transports: passkey.transports },
       })
     } catch {
       return 'refused'
