@@ -212,11 +212,7 @@ function makeAuthenticator (algorithm: SoftAlgorithm, credentials: SoftCredentia
         ['authData', authData],
       ]))
       return {
-        id: credential.id,
-        rawId: credential.id,
-        type: 'public-key',
-        authenticatorAttachment: 'platform',
-        clientExtensionResults: {},
+        ...envelope(credential.id),
         response: {
           clientDataJSON: clientData(ctx.type ?? 'webauthn.create', ctx.challenge ?? options.challenge, ctx.origin),
           attestationObject: b64url(attestationObject),
@@ -244,11 +240,7 @@ function makeAuthenticator (algorithm: SoftAlgorithm, credentials: SoftCredentia
       ])
       const userHandle = ctx.userHandle === undefined ? credential.userHandle : ctx.userHandle
       const response: AuthenticationResponseJSON = {
-        id: credential.id,
-        rawId: credential.id,
-        type: 'public-key',
-        authenticatorAttachment: 'platform',
-        clientExtensionResults: {},
+        ...envelope(credential.id),
         response: {
           clientDataJSON: clientData(ctx.type ?? 'webauthn.get', ctx.challenge ?? options.challenge, ctx.origin),
           authenticatorData: b64url(authData),
@@ -283,6 +275,9 @@ function makeAuthenticator (algorithm: SoftAlgorithm, credentials: SoftCredentia
 }
 
 /** A software authenticator; new credentials use `algorithm` (default ES256). */
+/** What every credential answer of a platform authenticator carries besides its response. */
+const envelope = (id: string) => ({ id, rawId: id, type: 'public-key' as const, authenticatorAttachment: 'platform' as const, clientExtensionResults: {} })
+
 export function softAuthenticator (options: { algorithm?: SoftAlgorithm } = {}): SoftAuthenticator {
   return makeAuthenticator(options.algorithm ?? 'ES256', [])
 }
