@@ -52,7 +52,7 @@ export class MfaService {
 
   /** A new pending secret (replacing a pending one); 409 when TOTP is already on. */
   async enroll (user: { id: string, email: string }) {
-    const secret = newTotpSecret()
+    const secret = await newTotpSecret()
     const started = await startTotpEnrolment(this.deps.db, user.id, this.deps.secrets.seal(user.id, secret), this.now())
     if (!started) throw new ApiError('mfa_already_enabled', 'Two-factor sign-in is already on; turn it off first to enrol another app')
     const url = otpauthUrl(this.deps.config.mfa.issuer, user.email, secret)
@@ -72,7 +72,7 @@ export class MfaService {
         return new ApiError('mfa_not_enrolling', factor ? 'Two-factor sign-in is already on; there is nothing to confirm' : 'Start with POST /mfa/totp/enroll')
       }
       const code = totpCode(input)
-      const step = code === undefined ? undefined : matchingStep(secrets.open(caller.userId, factor.secret), code, now.getTime())
+      const step = code === undefined ? undefined : await matchingStep(secrets.open(caller.userId, factor.secret), code, now.getTime())
       if (step === undefined) return codeInvalid('The code does not match the pending secret (check the time on the device)')
       const { codes, hashes } = this.newRecoveryCodes()
       // the same pending secret that was checked: a newer enrolment in between wins
@@ -97,7 +97,7 @@ export class MfaService {
     if (code !== undefined) {
       const factor = await findTotpFactor(ex, userId)
       if (!factor?.confirmedAt) return undefined
-      const step = matchingStep(this.deps.secrets.open(userId, factor.secret), code, this.now().getTime())
+      const step = await matchingStep(this.deps.secrets.open(userId, factor.secret), code, this.now().getTime())
       if (step === undefined || (factor.lastStep !== null && step <= factor.lastStep)) return undefined
       // the condition is checked again in the update, so two requests with one code cannot both pass
       return await acceptTotpStep(ex, userId, step) ? { method: 'otp' } : undefined

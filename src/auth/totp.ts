@@ -1,5 +1,6 @@
-import { generateSecret, generateSync, verifySync } from 'otplib'
-import QRCode from 'qrcode'
+// Both libraries are loaded at first use: a process whose users never enrol keeps their memory.
+let otp: Promise<typeof import('otplib')> | undefined
+const otplib = () => (otp ??= import('otplib'))
 
 // RFC 6238 as every authenticator app reads it: HMAC-SHA-1, 6 digits, 30-second steps.
 export const TOTP_PERIOD = 30
@@ -8,7 +9,7 @@ const DIGITS = 6
 const DRIFT_STEPS = 1
 
 /** A new secret: 160 random bits, base32 without padding. */
-export const newTotpSecret = () => generateSecret({ length: 20 })
+export const newTotpSecret = async () => (await otplib()).generateSecret({ length: 20 })
 
 /**
  * The otpauth:// URI an authenticator app scans. Written out here rather than by the library's builder,
@@ -20,7 +21,7 @@ export function otpauthUrl (issuer: string, account: string, secret: string): st
 }
 
 /** An SVG QR code of `text`, for a page to show as it is. */
-export const qrSvg = (text: string) => QRCode.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 })
+export const qrSvg = async (text: string) => (await import('qrcode')).default.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 })
 
 /** A six-digit code as people type it: spaces and hyphens ignored. Undefined when it cannot be one. */
 export function totpCode (input: string): string | undefined {
@@ -29,11 +30,8 @@ export function totpCode (input: string): string | undefined {
 }
 
 /** The 30-second step `code` belongs to, from the current step or one either side of it; undefined when none. */
-export function matchingStep (secret: string, code: string, nowMs: number): number | undefined {
+export async function matchingStep (secret: string, code: string, nowMs: number): Promise<number | undefined> {
   const epoch = Math.floor(nowMs / 1000)
-  const result = verifySync({ secret, token: code, epoch, period: TOTP_PERIOD, digits: DIGITS, epochTolerance: DRIFT_STEPS * TOTP_PERIOD })
+  const result = (await otplib()).verifySync({ secret, token: code, epoch, period: TOTP_PERIOD, digits: DIGITS, epochTolerance: DRIFT_STEPS * TOTP_PERIOD })
   return result.valid ? Math.floor(epoch / TOTP_PERIOD) + result.delta : undefined
 }
-
-/** The code of the step holding `atMs` (the demo and the tests compute codes the way an app does). */
-export const totpAt = (secret: string, atMs: number) => generateSync({ secret, epoch: Math.floor(atMs / 1000), period: TOTP_PERIOD, digits: DIGITS })

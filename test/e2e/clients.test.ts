@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import t from 'tap'
-import { totpAt } from '../../src/auth/totp.js'
+import { totpAt } from '../totp.js'
 import { liveServer } from '../live-server.js'
 import { runReadmeBlock } from '../readme.js'
 

@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 import t from 'tap'
-import { totpAt } from '../../src/auth/totp.js'
+import { totpAt } from '../totp.js'
 import { claims, newAccount, type Test } from '../helper.js'
 import { demoBrowser, needsChromium } from './demo-browser.js'
 

@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { totpAt } from '../../src/auth/totp.js'
+import { totpAt } from '../totp.js'
 import { freePort, kill, liveServer, start } from '../live-server.js'
 import { runReadmeBlock } from '../readme.js'
 
