@@ -6,7 +6,7 @@ import { isUuid } from '../ids.js'
 import { deleteUser, findUserById, listUsers, updateUser } from '../repositories/users.js'
 import type { AdminUserView } from '../schemas/admin.js'
 import { toProfile, type Profile } from '../schemas/common.js'
-import type { AttemptThrottle } from './attempt-throttle.js'
+import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, codePoints, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
 import type { SessionService } from './sessions.js'
 import { conflictFrom } from './sign-in.js'
@@ -47,7 +47,7 @@ export class AccountService {
    */
   private async checkCurrentPassword (userId: string, currentPassword: string) {
     const { db, throttle, config } = this.deps
-    const key = `user:${userId}`
+    const key = accountKey(userId)
     const gate = await throttle.reserve(key, this.now())
     if (!gate.allowed) {
       throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many wrong passwords for this account; try again later')

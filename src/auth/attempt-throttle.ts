@@ -21,6 +21,9 @@ export interface AttemptThrottle {
   readonly inDatabase: boolean
 }
 
+/** The count of one account: its failed sign-ins, current-password checks and second-factor codes. */
+export const accountKey = (userId: string) => `user:${userId}`
+
 const retryAfter = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
 
 export function databaseAttemptThrottle (db: Database, limit: number, windowMs = LOGIN_WINDOW_MS): AttemptThrottle {

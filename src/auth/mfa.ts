@@ -10,7 +10,7 @@ import {
 import { raiseSessionAssurance } from '../repositories/sessions.js'
 import { findUserById } from '../repositories/users.js'
 import type { MfaMethod } from '../schemas/mfa.js'
-import type { AttemptThrottle } from './attempt-throttle.js'
+import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { mfaTokenHash, newMfaToken, newRecoveryCode, normalizeRecoveryCode, RECOVERY_CODE_COUNT, type MfaSecrets } from './mfa-secrets.js'
 import type { Proof, SessionService } from './sessions.js'
 import { throttled } from './throttle.js'
@@ -117,7 +117,7 @@ export class MfaService {
     const { db, throttle, config } = this.deps
     const factor = await findTotpFactor(db, userId)
     if (!factor?.confirmedAt) throw notEnabled()
-    const key = `user:${userId}`
+    const key = accountKey(userId)
     const gate = await throttle.reserve(key, this.now())
     if (!gate.allowed) throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed attempts for this account; try again later')
     const outcome = await db.transaction(async tx => {

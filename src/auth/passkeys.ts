@@ -4,7 +4,7 @@ import type {
 } from '@simplewebauthn/server'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
-import type { Database } from '../db/client.js'
+import { uniqueViolation, type Database } from '../db/client.js'
 import { ApiError } from '../errors.js'
 import { isUuid, uuidv7 } from '../ids.js'
 import {
@@ -131,7 +131,7 @@ export class PasskeyService {
       })
       return view(passkey)
     } catch (err) {
-      if ((err as { code?: string, cause?: { code?: string } }).code === '23505' || (err as { cause?: { code?: string } }).cause?.code === '23505') {
+      if (uniqueViolation(err) !== undefined) {
         throw new ApiError('passkey_exists', 'This passkey is already registered', { cause: err })
       }
       throw err

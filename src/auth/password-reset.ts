@@ -7,7 +7,7 @@ import { hashEmailToken, isWellFormedEmailToken } from '../mail/tokens.js'
 import { lockUsableEmailToken, markEmailTokenUsed } from '../repositories/email-tokens.js'
 import { enqueueMail } from '../repositories/outbox.js'
 import { updateUser } from '../repositories/users.js'
-import type { AttemptThrottle } from './attempt-throttle.js'
+import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, hashPassword, normalizePassword } from './passwords.js'
 import type { SessionService } from './sessions.js'
 import { throttled } from './throttle.js'
@@ -68,7 +68,7 @@ export class PasswordResetService {
     })
     if (!userId) throw resetInvalid()
     // the owner proved control of the address: a lock from someone guessing the old password ends
-    await this.deps.signInThrottle.clear(`user:${userId}`)
+    await this.deps.signInThrottle.clear(accountKey(userId))
     return userId
   }
 }

@@ -1,11 +1,11 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
-import type { Database } from '../db/client.js'
+import { uniqueViolation, type Database } from '../db/client.js'
 import { ApiError } from '../errors.js'
 import { uuidv7 } from '../ids.js'
 import { findUserByEmail, findUserById, findUserByUsername, insertUser } from '../repositories/users.js'
-import type { AttemptThrottle } from './attempt-throttle.js'
+import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import type { EmailVerificationService } from './email-verification.js'
 import { codeInvalid, MFA_CHALLENGE_MAX_FAILURES, type MfaService, type SecondFactorInput, type SecondFactorMethod } from './mfa.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
@@ -30,16 +30,12 @@ export interface SignInServiceDeps {
 /** A password proves one factor: NIST AAL1, RFC 8176 `pwd`. */
 export const PASSWORD_PROOF: Proof = { aal: 'aal1', amr: ['pwd'] }
 
-/** Postgres unique violations become the contract's 409s, whichever driver raised them. */
+/** Postgres unique violations become the contract's 409s. */
 export function conflictFrom (err: unknown): ApiError | undefined {
-  for (let e = err as { code?: unknown, constraint?: unknown, constraint_name?: unknown, cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code === '23505') {
-      const constraint = String(e.constraint_name ?? e.constraint ?? '')
-      if (constraint.includes('username')) return new ApiError('username_taken', 'This username is already taken', { cause: err })
-      return new ApiError('email_taken', 'An account with this email already exists', { cause: err })
-    }
-  }
-  return undefined
+  const constraint = uniqueViolation(err)
+  if (constraint === undefined) return undefined
+  if (constraint.includes('username')) return new ApiError('username_taken', 'This username is already taken', { cause: err })
+  return new ApiError('email_taken', 'An account with this email already exists', { cause: err })
 }
 
 /**
@@ -76,7 +72,7 @@ export class SignInService {
     const { db, config, throttle, sessions } = this.deps
     const user = input.email !== undefined ? await findUserByEmail(db, input.email) : await findUserByUsername(db, input.username!)
     // Keyed by the account when it exists, so email and username share one count; by the identifier otherwise.
-    const key = user ? `user:${user.id}` : input.email !== undefined ? `email:${input.email}` : `username:${input.username!.toLowerCase()}`
+    const key = user ? accountKey(user.id) : input.email !== undefined ? `email:${input.email}` : `username:${input.username!.toLowerCase()}`
     const gate = await throttle.reserve(key, new Date(this.deps.clock()))
     if (!gate.allowed) {
       throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
@@ -135,7 +131,7 @@ export class SignInService {
     // client retrying after a lost answer should not use up the account's allowance.
     const challenge = await mfa.findChallenge(input.mfaToken)
     if (!challenge?.usable) throw mfaTokenInvalid()
-    const key = `user:${challenge.userId}`
+    const key = accountKey(challenge.userId)
     const gate = await throttle.reserve(key, new Date(this.deps.clock()))
     if (!gate.allowed) throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed sign-in attempts for this account; try again later')
     const proof: SecondFactorInput = input.code !== undefined ? { code: input.code } : { recoveryCode: input.recoveryCode! }

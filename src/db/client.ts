@@ -146,3 +146,11 @@ export function statement<T> (text: string): (ex: Executor, params: unknown[]) =
 export async function ping (db: Database): Promise<void> {
   await db.execute(sql`select 1`)
 }
+
+/** The constraint a Postgres unique violation broke, whichever driver raised it (and however wrapped); undefined for any other error. */
+export function uniqueViolation (err: unknown): string | undefined {
+  for (let e = err as { code?: unknown, constraint?: unknown, constraint_name?: unknown, cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.code === '23505') return String(e.constraint_name ?? e.constraint ?? '')
+  }
+  return undefined
+}

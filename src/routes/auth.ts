@@ -24,6 +24,15 @@ export async function normalizeIdentity (request: FastifyRequest) {
   if (typeof body.name === 'string') body.name = body.name.trim()
 }
 
+/** 400 unless the body has exactly one of two alternative fields (a rule JSON Schema states only awkwardly). */
+function exactlyOne<K extends string> (body: Partial<Record<K, unknown>>, a: K, b: K) {
+  if ((body[a] === undefined) === (body[b] === undefined)) {
+    throw new ApiError('validation_failed', `Send exactly one of ${a} and ${b}`, {
+      errors: [{ path: body[a] === undefined ? `/${a}` : `/${b}`, message: `send exactly one of ${a} and ${b}` }],
+    })
+  }
+}
+
 const hasNoBody = (request: FastifyRequest) => request.body === undefined || request.body === null
 
 export default async function authRoutes (fastify: FastifyInstance) {
@@ -79,12 +88,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 'invalid_credentials', 413, 415), 403: LoginForbidden },
     },
   }, async (request, reply) => {
-    const { email, username } = request.body
-    if ((email === undefined) === (username === undefined)) {
-      throw new ApiError('validation_failed', 'Send exactly one of email and username', {
-        errors: [{ path: email === undefined ? '/email' : '/username', message: 'send exactly one of email and username' }],
-      })
-    }
+    exactlyOne(request.body, 'email', 'username')
     try {
       const result = await app.signIn.login(request.body, meta(request))
       audit(request, 'login_success', { userId: result.user.id })
@@ -112,12 +116,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       },
     },
   }, async (request, reply) => {
-    const { code, recoveryCode } = request.body
-    if ((code === undefined) === (recoveryCode === undefined)) {
-      throw new ApiError('validation_failed', 'Send exactly one of code and recoveryCode', {
-        errors: [{ path: code === undefined ? '/code' : '/recoveryCode', message: 'send exactly one of code and recoveryCode' }],
-      })
-    }
+    exactlyOne(request.body, 'code', 'recoveryCode')
     try {
       const { tokens, amr, method, recoveryCodesLeft } = await app.signIn.completeSecondFactor(request.body, meta(request))
       if (method === 'rec') audit(request, 'mfa_recovery_code_used', { userId: tokens.user.id, route: 'login', recoveryCodesLeft })
