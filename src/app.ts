@@ -28,6 +28,7 @@ import demoRoutes from './routes/demo.js'
 import healthRoutes from './routes/health.js'
 import mfaRoutes from './routes/mfa.js'
 import passkeyRoutes from './routes/passkeys.js'
+import identityRoutes from './routes/identities.js'
 import wellKnownRoutes from './routes/well-known.js'
 
 declare module 'fastify' {
@@ -136,6 +137,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(accountRoutes)
   await app.register(mfaRoutes)
   await app.register(passkeyRoutes)
+  await app.register(identityRoutes)
   await app.register(adminRoutes)
   await app.register(emailRoutes)
   if (config.env !== 'production') await app.register(demoRoutes)

@@ -56,6 +56,9 @@ export const EnvSchema = Type.Object({
   WEBAUTHN_RP_ID: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]+$', maxLength: 253, description: 'Passkeys: the relying party ID, a domain (default: the host of APP_URL; localhost in development)' })),
   WEBAUTHN_RP_NAME: Type.String({ minLength: 1, maxLength: 64, default: 'Auth API', description: 'Passkeys: the name shown when one is made' }),
   WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: 'Passkeys: comma-separated exact origins allowed to use them, android:apk-key-hash:… for an Android app (default: the origin of APP_URL, plus http://localhost:PORT in development)' })),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'The external base URL of this API; identity providers call back to <PUBLIC_URL>/oauth/<id>/callback (required in production with a provider; http://localhost:PORT otherwise)' })),
+  OIDC_PROVIDERS: Type.Optional(Type.String({ description: 'Comma-separated ids of OpenID Connect providers ([a-z0-9-]+); each id X reads OIDC_X_ISSUER, OIDC_X_CLIENT_ID, OIDC_X_CLIENT_SECRET, OIDC_X_NAME and OIDC_X_SCOPES' })),
+  OAUTH_REDIRECT_URIS: Type.Optional(Type.String({ description: 'Comma-separated exact redirect URIs of the client apps (web URLs, mobile custom schemes such as com.example.app:/oauth)' })),
   REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
@@ -110,8 +113,26 @@ export interface Config {
     /** MFA_ENCRYPTION_KEY decoded; undefined: development generates one into the data folder */
     encryptionKey: Buffer | undefined
   }
+  oidc: {
+    /** PUBLIC_URL without a trailing slash */
+    publicUrl: string
+    publicUrlSet: boolean
+    providers: OidcProviderSettings[]
+    /** exact redirect URIs of the client apps */
+    redirectUris: string[]
+  }
   pruneIntervalSeconds: number
   shutdownTimeoutSeconds: number
+}
+
+export interface OidcProviderSettings {
+  id: string
+  name: string
+  /** the issuer identifier; discovery reads <issuer>/.well-known/openid-configuration */
+  issuer: URL
+  clientId: string
+  clientSecret: string
+  scopes: string
 }
 
 export class ConfigError extends Error {
@@ -170,6 +191,61 @@ function webauthnSettings (e: Env): Config['webauthn'] {
     }
   }
   return { rpId, rpName: e.WEBAUTHN_RP_NAME, origins }
+}
+
+const PROVIDER_ID = /^[a-z0-9-]+$/
+/** A URI scheme (RFC 3986): how a mobile app's redirect URI starts, e.g. com.example.app: */
+const SCHEME = /^[a-z][a-z0-9+.-]*:/i
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]'])
+
+/** Why a client redirect URI cannot be allowed, if it cannot: absolute, no fragment, no http in production but to a loopback address. */
+function redirectUriProblem (uri: string, production: boolean): string | undefined {
+  let url: URL
+  try {
+    url = new URL(uri)
+  } catch {
+    return 'is not an absolute URI'
+  }
+  if (!SCHEME.test(uri)) return 'is not an absolute URI'
+  if (uri.includes('#')) return 'has a fragment'
+  if (['javascript:', 'data:', 'file:', 'vbscript:'].includes(url.protocol)) return 'is not a redirect URI'
+  if (url.protocol === 'http:' && production && !LOOPBACK.has(url.hostname)) return 'is http in production (https, a loopback address or an app scheme only)'
+  return undefined
+}
+
+/** Where the identity providers are, from OIDC_PROVIDERS and one group of OIDC_<ID>_… variables per id. */
+function oidcSettings (e: Env, source: Record<string, string | undefined>): Config['oidc'] {
+  const production = e.NODE_ENV === 'production'
+  const ids = (e.OIDC_PROVIDERS ?? '').split(',').map(s => s.trim()).filter(Boolean)
+  const providers = ids.map((id): OidcProviderSettings => {
+    if (!PROVIDER_ID.test(id)) throw new ConfigError(`OIDC_PROVIDERS: "${id}" is not an id of lower-case letters, digits and dashes`)
+    const prefix = `OIDC_${id.toUpperCase().replace(/-/g, '_')}_`
+    const read = (name: string, required: boolean) => {
+      const value = source[prefix + name]?.trim()
+      if (required && !value) throw new ConfigError(`${prefix}${name} is required for the provider "${id}" of OIDC_PROVIDERS`)
+      return value || undefined
+    }
+    const issuerText = read('ISSUER', true)!
+    let issuer: URL
+    try {
+      issuer = new URL(issuerText)
+    } catch {
+      throw new ConfigError(`${prefix}ISSUER: "${issuerText}" is not a URL`)
+    }
+    if (issuer.protocol !== 'https:' && !(issuer.protocol === 'http:' && !production)) {
+      throw new ConfigError(`${prefix}ISSUER must be an https URL${production ? ' in production' : ' (http only outside production)'}`)
+    }
+    const scopes = read('SCOPES', false) ?? 'openid email profile'
+    if (!scopes.split(/\s+/).includes('openid')) throw new ConfigError(`${prefix}SCOPES must include openid`)
+    return { id, name: read('NAME', false) ?? id, issuer, clientId: read('CLIENT_ID', true)!, clientSecret: read('CLIENT_SECRET', true)!, scopes }
+  })
+  if (new Set(ids).size !== ids.length) throw new ConfigError('OIDC_PROVIDERS names a provider twice')
+  const redirectUris = (e.OAUTH_REDIRECT_URIS ?? '').split(',').map(s => s.trim()).filter(Boolean)
+  for (const uri of redirectUris) {
+    const problem = redirectUriProblem(uri, production)
+    if (problem) throw new ConfigError(`OAUTH_REDIRECT_URIS: "${uri}" ${problem}`)
+  }
+  return { publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''), publicUrlSet: e.PUBLIC_URL !== undefined, providers, redirectUris }
 }
 
 /** Reads the environment once; a bad value stops the start with a message naming the variable. */
@@ -244,6 +320,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
     previousPublicKeysPem: splitPems(e.JWT_PREVIOUS_PUBLIC_KEYS?.replace(/\\n/g, '\n') ?? ''),
     metrics: { enabled: e.METRICS_ENABLED, token: e.METRICS_TOKEN },
     webauthn: webauthnSettings(e),
+    oidc: oidcSettings(e, source),
     mfa: {
       issuer: e.MFA_ISSUER,
       encryptionKey: e.MFA_ENCRYPTION_KEY === undefined ? undefined : decodeSecret(e.MFA_ENCRYPTION_KEY, 'MFA_ENCRYPTION_KEY', MFA_KEY_BYTES),
@@ -272,6 +349,9 @@ export function assertServable (config: Config): void {
   if (config.env !== 'production') return
   if (!config.mail.smtpUrl) throw new ConfigError('SMTP_URL is required in production: reset and verification links must not end up in logs')
   if (!config.mail.appUrlSet) throw new ConfigError('APP_URL is required in production: it is the base of the links in emails (e.g. https://app.example.com)')
+  if (config.oidc.providers.length > 0 && !config.oidc.publicUrlSet) {
+    throw new ConfigError('PUBLIC_URL is required in production when OIDC_PROVIDERS is set: providers call back to <PUBLIC_URL>/oauth/<id>/callback')
+  }
   // browsers refuse a passkey ceremony whose RP ID is neither the page's host nor a parent domain of it;
   // checked here, not when the settings are read: the command-line tools need no origins
   const { rpId, origins } = config.webauthn

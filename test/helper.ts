@@ -164,7 +164,7 @@ export async function rows<T = Record<string, unknown>> (query: SQL): Promise<T[
 // The API as a client calls it: one typed helper per route the tests drive, answers as they come.
 type Headers = Record<string, string>
 type Method = 'GET' | 'PATCH' | 'POST' | 'DELETE'
-const post = (app: TestApp, url: string, payload?: unknown, headers: Headers = {}) =>
+export const post = (app: TestApp, url: string, payload?: unknown, headers: Headers = {}) =>
   app.inject({ method: 'POST', url, headers, ...(payload === undefined ? {} : { payload: payload as object }) })
 
 /** Any route with a bearer token. */

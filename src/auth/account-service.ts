@@ -12,6 +12,9 @@ import type { SessionService } from './sessions.js'
 import { conflictFrom } from './sign-in.js'
 import { throttled } from './throttle.js'
 
+/** How recent a sign-in must be to stand in for the password of an account that has none. */
+export const REAUTHENTICATION_WINDOW_MS = 10 * 60_000
+
 export interface AccountServiceDeps {
   db: Database
   config: Config
@@ -44,42 +47,58 @@ export class AccountService {
   /**
    * The current password, checked as a sign-in is: the attempt counts toward the per-account limit
    * before the hash is computed, so a locked account answers 429 without it. A success clears the count.
+   * An account without a password (made through an identity provider) proves itself by a recent sign-in
+   * instead: the session's, within REAUTHENTICATION_WINDOW_MS.
    */
-  private async checkCurrentPassword (userId: string, currentPassword: string) {
+  private async confirmOwner (userId: string, currentPassword: string | undefined, signedInAt: Date) {
     const { db, throttle, config } = this.deps
+    const user = await findUserById(db, userId)
+    if (!user) throw new ApiError('invalid_token', 'The account of this token no longer exists')
+    if (user.passwordHash === null && currentPassword === undefined) {
+      if (this.now().getTime() - signedInAt.getTime() > REAUTHENTICATION_WINDOW_MS) {
+        throw new ApiError('reauthentication_required', 'This account has no password: sign in again (within the last 10 minutes) to do this')
+      }
+      return user
+    }
+    if (currentPassword === undefined) {
+      throw new ApiError('validation_failed', 'currentPassword is required', { errors: [{ path: '/currentPassword', message: 'is required' }] })
+    }
     const key = accountKey(userId)
     const gate = await throttle.reserve(key, this.now())
     if (!gate.allowed) {
       throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many wrong passwords for this account; try again later')
     }
-    const user = await findUserById(db, userId)
-    if (!user) throw new ApiError('invalid_token', 'The account of this token no longer exists')
     const password = normalizePassword(currentPassword)
-    const valid = codePoints(password) <= MAX_PASSWORD_LENGTH && await verifyPassword(user.passwordHash, password)
+    const valid = user.passwordHash !== null && codePoints(password) <= MAX_PASSWORD_LENGTH && await verifyPassword(user.passwordHash, password)
     if (!valid) {
-      throw new ApiError('current_password_incorrect', 'The current password is not correct', { errors: [{ path: '/currentPassword', message: 'is not correct' }] })
+      throw new ApiError('current_password_incorrect', user.passwordHash === null ? 'This account has no password: leave currentPassword out' : 'The current password is not correct', {
+        errors: [{ path: '/currentPassword', message: 'is not correct' }],
+      })
     }
     await throttle.clear(key)
     return user
   }
 
-  /** Sets a new password and ends every other session of the user; the caller's stays signed in. Returns how many ended. */
-  async changePassword (userId: string, sessionId: string, input: { currentPassword: string, newPassword: string }): Promise<number> {
-    const user = await this.checkCurrentPassword(userId, input.currentPassword)
+  /**
+   * Sets a new password (the first one, for an account made through a provider) and ends every other
+   * session of the user; the caller's stays signed in. Returns how many ended.
+   */
+  async changePassword (caller: { userId: string, sessionId: string, signedInAt: Date }, input: { currentPassword?: string | undefined, newPassword: string }): Promise<number> {
+    const user = await this.confirmOwner(caller.userId, input.currentPassword, caller.signedInAt)
     const password = normalizePassword(input.newPassword)
     assertPasswordPolicy(password, { minLength: this.deps.config.passwordMinLength, email: user.email, username: user.username, field: '/newPassword' })
     const passwordHash = await hashPassword(password)
     const now = this.now()
     return this.deps.db.transaction(async tx => {
-      await updateUser(tx, userId, { passwordHash, updatedAt: now })
-      return this.deps.sessions.endAll(userId, 'password_changed', { exceptId: sessionId, ex: tx })
+      await updateUser(tx, user.id, { passwordHash, updatedAt: now })
+      return this.deps.sessions.endAll(user.id, 'password_changed', { exceptId: caller.sessionId, ex: tx })
     })
   }
 
   /** The user and their sessions (ON DELETE CASCADE), in one statement. */
-  async deleteAccount (userId: string, currentPassword: string): Promise<void> {
-    await this.checkCurrentPassword(userId, currentPassword)
-    await deleteUser(this.deps.db, userId)
+  async deleteAccount (caller: { userId: string, signedInAt: Date }, currentPassword: string | undefined): Promise<void> {
+    await this.confirmOwner(caller.userId, currentPassword, caller.signedInAt)
+    await deleteUser(this.deps.db, caller.userId)
   }
 
   async listUsers (options: { limit: number, cursor?: string | undefined, email?: string | undefined }) {

@@ -11,8 +11,10 @@ import {
   deletePasskey, findPasskeyByCredentialId, insertPasskey, insertWebauthnChallenge, listPasskeys, passkeyHandle, recordPasskeyUse, renamePasskey, spendWebauthnChallenge,
   type Passkey,
 } from '../repositories/passkeys.js'
+import { isLastSignInMethod, lockSignInMethods } from '../repositories/identities.js'
 import { findUserById } from '../repositories/users.js'
 import type { UserRow } from '../schemas/common.js'
+import { lastSignInMethod } from './federation.js'
 import type { Proof } from './sessions.js'
 
 // Loaded at the first ceremony: the library and its certificate-parsing dependencies hold memory that
@@ -151,9 +153,19 @@ export class PasskeyService {
     return view(row)
   }
 
-  /** Deletes one of the user's passkeys (the last one too: the password, or a reset by email, remains). */
+  /**
+   * Deletes one of the user's passkeys; the last one too when a password or an identity provider still
+   * signs the user in (409 last_sign_in_method otherwise).
+   */
   async remove (userId: string, id: string): Promise<void> {
-    if (!isUuid(id) || !await deletePasskey(this.deps.db, id.toLowerCase(), userId)) throw notFound()
+    if (!isUuid(id)) throw notFound()
+    const passkeyId = id.toLowerCase()
+    await this.deps.db.transaction(async tx => {
+      const methods = await lockSignInMethods(tx, userId)
+      if (!methods?.passkeyIds.includes(passkeyId)) throw notFound()
+      if (isLastSignInMethod(methods, passkeyId)) throw lastSignInMethod()
+      await deletePasskey(tx, passkeyId, userId)
+    })
   }
 
   /** Options for a sign-in with any passkey of this site (discoverable credentials: no account named). */

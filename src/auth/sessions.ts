@@ -23,7 +23,13 @@ export interface SignIn extends Proof { rememberMe: boolean, client: ClientMeta 
 export type IssuedTokens = Required<TokenResponse> & { rememberMe: boolean }
 
 /** The signed-in caller of an authenticated request, read from the session on every request. */
-export interface Principal extends Proof { user: Profile, sessionId: string, mfa: MfaStatus }
+export interface Principal extends Proof {
+  user: Profile
+  sessionId: string
+  /** when the session's sign-in happened (refreshes keep it) */
+  signedInAt: Date
+  mfa: MfaStatus
+}
 
 export interface SessionServiceDeps {
   db: Database
@@ -142,7 +148,7 @@ export class SessionService {
   async principal (claims: { sub: string, sid: string }): Promise<Principal | 'revoked' | 'ended'> {
     const state = await findSessionState(this.deps.db, claims.sid, claims.sub, this.now())
     if (!state?.live) return state?.revoked ? 'revoked' : 'ended'
-    return { user: toProfile(state.user), sessionId: claims.sid, aal: state.aal, amr: state.amr, mfa: state.mfa }
+    return { user: toProfile(state.user), sessionId: claims.sid, aal: state.aal, amr: state.amr, signedInAt: state.signedInAt, mfa: state.mfa }
   }
 
   /**

@@ -7,12 +7,14 @@ import { uuidv7 } from '../ids.js'
 import { findUserByEmail, findUserById, findUserByUsername, insertUser } from '../repositories/users.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import type { EmailVerificationService } from './email-verification.js'
+import type { FederationService } from './federation.js'
 import { codeInvalid, MFA_CHALLENGE_MAX_FAILURES, type MfaService, type SecondFactorInput, type SecondFactorMethod } from './mfa.js'
 import { assertPasswordPolicy, codePoints, dummyHash, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
 import type { PasskeyService } from './passkeys.js'
 import type { ClientMeta, IssuedTokens, Proof, SessionService } from './sessions.js'
 import { throttled } from './throttle.js'
 
+const emailNotVerified = () => new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
 const mfaTokenInvalid = () => new ApiError('mfa_token_invalid', 'The mfaToken is not valid, was already used, has expired or has had too many wrong codes: sign in again')
 
 export interface SignInServiceDeps {
@@ -23,12 +25,16 @@ export interface SignInServiceDeps {
   verification: EmailVerificationService
   mfa: MfaService
   passkeys: PasskeyService
+  federation: FederationService
   /** Failed sign-ins per account (RATE_LIMIT_LOGIN_ACCOUNT per 15 minutes). */
   throttle: AttemptThrottle
 }
 
 /** A password proves one factor: NIST AAL1, RFC 8176 `pwd`. */
 export const PASSWORD_PROOF: Proof = { aal: 'aal1', amr: ['pwd'] }
+
+/** An identity provider's sign-in (RFC 8176 `fed`): one factor, whatever the provider asked for. */
+export const FEDERATED_PROOF: Proof = { aal: 'aal1', amr: ['fed'] }
 
 /** Postgres unique violations become the contract's 409s. */
 export function conflictFrom (err: unknown): ApiError | undefined {
@@ -80,12 +86,12 @@ export class SignInService {
     const password = normalizePassword(input.password)
     // A password no account can have is refused without hashing; an unknown account costs the same hash.
     const valid = codePoints(password) <= MAX_PASSWORD_LENGTH &&
-      await verifyPassword(user?.passwordHash ?? await dummyHash(), password)
+      await verifyPassword(user?.passwordHash ?? await dummyHash(), password) && !!user?.passwordHash
     if (!valid || !user) throw new ApiError('invalid_credentials', 'The email, username or password is not correct')
     // after the password check, so it tells nothing to someone without the password
-    if (config.mail.requireVerification && !user.emailVerifiedAt) {
+    if (!this.verifiedEnough(user)) {
       await throttle.clear(key)
-      throw new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
+      throw emailNotVerified()
     }
     const rememberMe = input.rememberMe ?? false
     // A completed sign-in forgets the failures counted so far (a count kept in this database is cleared
@@ -102,17 +108,34 @@ export class SignInService {
    * two factors and opens an aal2 session; without, one, and an account with TOTP is asked for a code.
    */
   async loginWithPasskey (response: AuthenticationResponseJSON, rememberMe: boolean, client: ClientMeta): Promise<{ tokens: IssuedTokens, amr: string[] } | { clone: true, userId: string, passkeyId: string }> {
-    const { config, sessions } = this.deps
+    const { sessions } = this.deps
     const outcome = await this.deps.passkeys.verifyAssertion(response)
     if (outcome === 'refused') throw new ApiError('invalid_credentials', 'The passkey was not accepted')
     if ('clone' in outcome) return outcome
     const { user, proof } = outcome
-    if (config.mail.requireVerification && !user.emailVerifiedAt) {
-      throw new ApiError('email_not_verified', 'Verify your email address first: follow the link we sent, or ask for a new one')
-    }
+    if (!this.verifiedEnough(user)) throw emailNotVerified()
     const tokens = await sessions.open(user, { ...proof, rememberMe, client })
     if (!tokens) throw await this.secondFactorRequired(user.id, proof, rememberMe)
     return { tokens, amr: proof.amr }
+  }
+
+  /**
+   * The one-time code of an identity provider's callback, with the verifier of the client's code
+   * challenge: a session, or 403 mfa_required for an account with a second factor, as /login.
+   */
+  async loginWithProvider (input: { code: string, codeVerifier: string, rememberMe?: boolean | undefined }, client: ClientMeta): Promise<IssuedTokens> {
+    const { sessions, federation } = this.deps
+    const user = await federation.redeem(input.code, input.codeVerifier)
+    if (!this.verifiedEnough(user)) throw emailNotVerified()
+    const rememberMe = input.rememberMe ?? false
+    const tokens = await sessions.open(user, { ...FEDERATED_PROOF, rememberMe, client })
+    if (!tokens) throw await this.secondFactorRequired(user.id, FEDERATED_PROOF, rememberMe)
+    return tokens
+  }
+
+  /** REQUIRE_EMAIL_VERIFICATION: no session before the email is verified. */
+  private verifiedEnough (user: { emailVerifiedAt: Date | null }) {
+    return !this.deps.config.mail.requireVerification || user.emailVerifiedAt !== null
   }
 
   private async secondFactorRequired (userId: string, first: Proof, rememberMe: boolean): Promise<ApiError> {

@@ -12,7 +12,8 @@ export const users = pgTable('users', {
   email: text('email').notNull(),
   username: text('username'),
   name: text('name'),
-  passwordHash: text('password_hash').notNull(),
+  // null for an account made through an identity provider until a password is set (by a reset)
+  passwordHash: text('password_hash'),
   role: text('role', { enum: ROLES }).notNull().default('user'),
   emailVerifiedAt: at('email_verified_at'),
   // the WebAuthn user handle of the user's passkeys: random, neither the id nor the email (base64url)
@@ -118,6 +119,49 @@ export const webauthnChallenges = pgTable('webauthn_challenges', {
   check('webauthn_challenges_purpose_check', sql`${t.purpose} in ('register', 'login')`),
 ])
 
+// A user's accounts at identity providers (OpenID Connect): the provider's id and its `sub` name one
+// identity for good; the email is the one the provider gave when it was linked.
+export const identities = pgTable('identities', {
+  id: uuid('id').primaryKey(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  provider: text('provider').notNull(),
+  subject: text('subject').notNull(),
+  email: text('email'),
+  createdAt: at('created_at').notNull(),
+  lastUsedAt: at('last_used_at'),
+}, t => [
+  uniqueIndex('identities_provider_subject_key').on(t.provider, t.subject),
+  index('identities_user_id_idx').on(t.userId),
+])
+
+// A sign-in (or a link) in flight at a provider: made by /oauth/{id}/authorize (or POST /me/identities/{id}),
+// spent by the callback. Found by the SHA-256 of our `state`; holds what the callback needs (our PKCE
+// verifier and nonce towards the provider, the client's redirect URI, state and code challenge).
+export const oauthFlows = pgTable('oauth_flows', {
+  stateHash: text('state_hash').primaryKey(),
+  provider: text('provider').notNull(),
+  redirectUri: text('redirect_uri').notNull(),
+  clientState: text('client_state'),
+  codeChallenge: text('code_challenge').notNull(),
+  codeVerifier: text('code_verifier').notNull(),
+  nonce: text('nonce').notNull(),
+  // set when a signed-in user links an identity: the callback links instead of signing in
+  linkUserId: uuid('link_user_id').references(() => users.id, { onDelete: 'cascade' }),
+  createdAt: at('created_at').notNull(),
+  expiresAt: at('expires_at').notNull(),
+})
+
+// Our one-time codes, handed to the client's redirect URI and exchanged once at POST /oauth/token with
+// the verifier of the code challenge the client sent to /authorize. Kept as their SHA-256.
+export const oauthCodes = pgTable('oauth_codes', {
+  codeHash: text('code_hash').primaryKey(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  provider: text('provider').notNull(),
+  codeChallenge: text('code_challenge').notNull(),
+  createdAt: at('created_at').notNull(),
+  expiresAt: at('expires_at').notNull(),
+})
+
 // Failed-login counts per account (or per unknown identifier), shared by every instance.
 export const loginThrottle = pgTable('login_throttle', {
   key: text('key').primaryKey(),
@@ -170,3 +214,4 @@ export const outbox = pgTable('outbox', {
 
 export type User = typeof users.$inferSelect
 export type Session = typeof sessions.$inferSelect
+export type Identity = typeof identities.$inferSelect

@@ -4,6 +4,8 @@ import { AccountService } from '../auth/account-service.js'
 import { accessTokens, type AccessTokens } from '../auth/access-tokens.js'
 import { databaseAttemptThrottle, FORGOT_WINDOW_MS, redisAttemptThrottle } from '../auth/attempt-throttle.js'
 import { EmailVerificationService } from '../auth/email-verification.js'
+import { FederationService } from '../auth/federation.js'
+import { IdentityProviders } from '../auth/identity-providers.js'
 import type { RefreshSecrets, SigningKey } from '../auth/keys.js'
 import { MfaService } from '../auth/mfa.js'
 import { mfaSecrets } from '../auth/mfa-secrets.js'
@@ -24,6 +26,8 @@ declare module 'fastify' {
     accounts: AccountService
     passwordReset: PasswordResetService
     emailVerification: EmailVerificationService
+    identityProviders: IdentityProviders
+    federation: FederationService
   }
 }
 
@@ -47,7 +51,11 @@ async function servicesPlugin (app: FastifyInstance, opts: { signingKey: Signing
   app.decorate('mfa', mfa)
   const passkeys = new PasskeyService({ db, config, clock })
   app.decorate('passkeys', passkeys)
-  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, passkeys, throttle: signInThrottle }))
+  const identityProviders = new IdentityProviders({ config, clock })
+  const federation = new FederationService({ db, config, clock, providers: identityProviders, verification: emailVerification })
+  app.decorate('identityProviders', identityProviders)
+  app.decorate('federation', federation)
+  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, passkeys, federation, throttle: signInThrottle }))
   app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle }))
   app.decorate('passwordReset', new PasswordResetService({
     db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued,

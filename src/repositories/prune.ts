@@ -29,7 +29,7 @@ export interface PruneRules {
  * their refresh expiry) over a day ago, stale attempt counts, and sign-ins waiting for a second factor whose
  * mfaToken is spent, expired or voided by wrong codes (at once: an unknown token gets the same answer, and
  * the audit lines keep the failures), and passkey challenges past their time (a used one is deleted when
- * used). In small batches, so it never holds many locks at once (the passkey challenges in one statement:
+ * used), identity-provider flows and one-time codes past their time. In small batches, so it never holds many locks at once (the passkey challenges in one statement:
  * at most one per options request of the last minutes).
  */
 export async function pruneExpired (db: Database, now: Date, rules: PruneRules) {
@@ -47,5 +47,11 @@ export async function pruneExpired (db: Database, now: Date, rules: PruneRules) 
     delete from mfa_challenges where id in (
       select id from mfa_challenges where not (${usableMfaChallenge(now, rules.mfaChallengeMaxFailures)}) limit ${BATCH})`)
   const webauthnChallenges = await deleteExpiredWebauthnChallenges(db, now)
-  return { sessions, throttles, mfaChallenges, webauthnChallenges }
+  // identity-provider sign-ins never finished, and one-time codes never exchanged (both deleted when used)
+  const at = now.toISOString()
+  const oauthFlows = await deleteInBatches(db, () => sql`
+    delete from oauth_flows where state_hash in (select state_hash from oauth_flows where expires_at < ${at}::timestamptz limit ${BATCH})`)
+  const oauthCodes = await deleteInBatches(db, () => sql`
+    delete from oauth_codes where code_hash in (select code_hash from oauth_codes where expires_at < ${at}::timestamptz limit ${BATCH})`)
+  return { sessions, throttles, mfaChallenges, webauthnChallenges, oauthFlows, oauthCodes }
 }

@@ -96,8 +96,8 @@ export async function lockSession (ex: Executor, sessionId: string, now: Date) {
   return row && { ...sessionUser(row), live: row.live, revoked: row.revoked, lastUsedAt: date(row.last_used_ms)! }
 }
 
-const current = statement<UserEpochColumns & { live: boolean, revoked: boolean, aal: Aal, amr: string[], totp: boolean, recovery_codes_left: number, passkeys: number }>(`
-  select ${live('$3::timestamptz')} as live, s.revoked_at is not null as revoked, s.aal, s.amr, ${USER_EPOCH_COLUMNS},
+const current = statement<UserEpochColumns & { live: boolean, revoked: boolean, aal: Aal, amr: string[], signed_in_ms: number, totp: boolean, recovery_codes_left: number, passkeys: number }>(`
+  select ${live('$3::timestamptz')} as live, s.revoked_at is not null as revoked, s.aal, s.amr, extract(epoch from s.created_at)::float8 * 1000 as signed_in_ms, ${USER_EPOCH_COLUMNS},
          f.confirmed_at is not null as totp, coalesce(cardinality(f.recovery_codes), 0)::int as recovery_codes_left,
          (select count(*)::int from passkeys p where p.user_id = s.user_id) as passkeys
   from sessions s join users u on u.id = s.user_id left join totp_factors f on f.user_id = s.user_id and f.confirmed_at is not null
@@ -107,7 +107,7 @@ const current = statement<UserEpochColumns & { live: boolean, revoked: boolean, 
 export async function findSessionState (ex: Executor, sessionId: string, userId: string, now: Date) {
   const [row] = await current(ex, [sessionId, userId, iso(now)])
   return row && {
-    live: row.live, revoked: row.revoked, aal: row.aal, amr: row.amr, user: userFromEpochColumns(row), mfa: { totp: row.totp, recoveryCodesLeft: row.recovery_codes_left, passkeys: row.passkeys },
+    live: row.live, revoked: row.revoked, aal: row.aal, amr: row.amr, signedInAt: date(row.signed_in_ms)!, user: userFromEpochColumns(row), mfa: { totp: row.totp, recoveryCodesLeft: row.recovery_codes_left, passkeys: row.passkeys },
   }
 }
 

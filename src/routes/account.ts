@@ -61,39 +61,41 @@ export default async function accountRoutes (fastify: FastifyInstance) {
     schema: {
       tags: ['account'],
       operationId: 'changePassword',
-      summary: 'Change the password; every other session is signed out',
-      description: 'A wrong current password counts toward the per-account sign-in limit; once it is reached this answers 429 without checking the password.',
+      summary: 'Change the password (or set a first one); every other session is signed out',
+      description: 'A wrong current password counts toward the per-account sign-in limit; once it is reached this answers 429 without checking the password. An account made through an identity provider has no password: it leaves currentPassword out and needs a session signed in within the last 10 minutes (403 reauthentication_required otherwise).',
       security: bearerOnly,
       body: PasswordChange,
       response: {
         204: Type.Null({ description: 'Changed; this session stays signed in, every other one has ended' }),
-        ...problemResponses(400, 401, 'current_password_incorrect', 413, 415),
+        ...problemResponses(400, 401, 'current_password_incorrect', 'reauthentication_required', 413, 415),
       },
     },
   }, async (request, reply) => {
-    const { user, sessionId } = principal(request)
-    const ended = await auditFailure(request, 'password_change_failed', () => accounts.changePassword(user.id, sessionId, request.body))
+    const { user, sessionId, signedInAt } = principal(request)
+    const ended = await auditFailure(request, 'password_change_failed', () => accounts.changePassword({ userId: user.id, sessionId, signedInAt }, request.body))
     audit(request, 'password_changed', { userId: user.id, sessionId, otherSessionsEnded: ended })
     return reply.code(204).send(null)
   })
 
   app.delete('/me', {
     onRequest: [app.authenticate],
+    // an account without a password may send no body at all
+    preValidation: async (request) => { if (request.body === undefined || request.body === null) request.body = {} },
     schema: {
       tags: ['account'],
       operationId: 'deleteMe',
       summary: 'Delete the account, its sessions and tokens',
-      description: 'A wrong current password counts toward the per-account sign-in limit. Afterwards every token of the account is refused and the email can register again.',
+      description: 'A wrong current password counts toward the per-account sign-in limit. Afterwards every token of the account is refused and the email can register again. An account without a password leaves currentPassword out (or sends no body) and needs a session signed in within the last 10 minutes (403 reauthentication_required otherwise).',
       security: bearerOnly,
       body: AccountDeletion,
       response: {
         204: Type.Null({ description: 'Deleted' }),
-        ...problemResponses(400, 401, 'current_password_incorrect', 413, 415),
+        ...problemResponses(400, 401, 'current_password_incorrect', 'reauthentication_required', 413, 415),
       },
     },
   }, async (request, reply) => {
-    const { user, sessionId } = principal(request)
-    await auditFailure(request, 'account_delete_failed', () => accounts.deleteAccount(user.id, request.body.currentPassword))
+    const { user, sessionId, signedInAt } = principal(request)
+    await auditFailure(request, 'account_delete_failed', () => accounts.deleteAccount({ userId: user.id, signedInAt }, request.body.currentPassword))
     audit(request, 'account_deleted', { userId: user.id, sessionId })
     if (cookie.read(request) !== undefined) cookie.clear(reply)
     return reply.code(204).send(null)

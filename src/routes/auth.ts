@@ -8,6 +8,7 @@ import { ApiError } from '../errors.js'
 import { bearerToken, unauthorized } from '../plugins/auth.js'
 import { LoginBody, LogoutBody, RefreshBody, RegisterBody, TokenResponse } from '../schemas/auth.js'
 import { described, problemResponses } from '../schemas/common.js'
+import { OauthTokenBody } from '../schemas/identities.js'
 import { LoginForbidden, LoginMfaBody } from '../schemas/mfa.js'
 import { PasskeySignIn, RequestOptions } from '../schemas/passkeys.js'
 
@@ -162,6 +163,29 @@ export default async function authRoutes (fastify: FastifyInstance) {
     } catch (err) {
       if (err instanceof ApiError && err.code === 'mfa_required') audit(request, 'login_mfa_required', { method: 'passkey' })
       else if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code, method: 'passkey' })
+      throw err
+    }
+  })
+
+  app.post('/oauth/token', {
+    config: { rateLimit: false },
+    onRequest: signInIpLimit,
+    schema: {
+      tags: ['identity providers'],
+      operationId: 'oauthToken',
+      summary: 'Finish signing in with an identity provider',
+      description: 'The code of the redirect from /oauth/{id}/callback and the verifier of the code_challenge given to /oauth/{id}/authorize: the token response of /login (aal1, amr fed). An account with two-factor sign-in answers 403 mfa_required, finished by /login/mfa. Cookie mode (X-Auth-Mode: cookie) works as for /login.',
+      body: OauthTokenBody,
+      response: { 200: described(TokenResponse, 'Signed in'), ...problemResponses(400, 'oauth_code_invalid', 413, 415), 403: LoginForbidden },
+    },
+  }, async (request, reply) => {
+    try {
+      const tokens = await app.signIn.loginWithProvider(request.body, meta(request))
+      audit(request, 'login_success', { userId: tokens.user.id, amr: ['fed'] })
+      return sendTokens(request, reply, tokens)
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'mfa_required') audit(request, 'login_mfa_required', { method: 'fed' })
+      else if (err instanceof ApiError) audit(request, 'login_failure', { code: err.code, method: 'fed' })
       throw err
     }
   })

@@ -91,10 +91,10 @@ export default async function passkeyRoutes (fastify: FastifyInstance) {
       tags: ['passkeys'],
       operationId: 'deletePasskey',
       summary: 'Remove a passkey',
-      description: 'It signs in no more. The last one may go too: the password (or a reset by email) remains.',
+      description: 'It signs in no more. The last one may go too when a password or an identity provider remains (an account with neither answers 409 last_sign_in_method).',
       security: bearerOnly,
       params: PasskeyParams,
-      response: { 204: Type.Null({ description: 'Removed' }), ...problemResponses(400, 401, 'mfa_step_up_required', 'not_found', 413, 415) },
+      response: { 204: Type.Null({ description: 'Removed' }), ...problemResponses(400, 401, 'mfa_step_up_required', 'not_found', 'last_sign_in_method', 413, 415) },
     },
   }, async (request, reply) => {
     await passkeys.remove(request.principal!.user.id, request.params.id)

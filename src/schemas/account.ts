@@ -38,12 +38,12 @@ export const ProfileChanges = Type.Object({
 const CurrentPassword = Type.String({ maxLength: 1024, description: 'The password the account has now', examples: ['correct horse battery staple'] })
 
 export const PasswordChange = Type.Object({
-  currentPassword: CurrentPassword,
+  currentPassword: Type.Optional({ ...CurrentPassword, description: 'Required unless the account has no password (made through an identity provider)' }),
   newPassword: Password,
 }, { additionalProperties: false, examples: [{ currentPassword: 'correct horse battery staple', newPassword: 'a different and longer passphrase' }] })
 
 export const AccountDeletion = Type.Object({
-  currentPassword: { ...CurrentPassword, examples: ['a different and longer passphrase'] },
+  currentPassword: Type.Optional({ ...CurrentPassword, description: 'Required unless the account has no password (made through an identity provider)', examples: ['a different and longer passphrase'] }),
 }, { additionalProperties: false, examples: [{ currentPassword: 'a different and longer passphrase' }] })
 
 export type SessionView = Static<typeof Session>
