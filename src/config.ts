@@ -58,7 +58,7 @@ export const EnvSchema = Type.Object({
   WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: 'Passkeys: comma-separated exact origins allowed to use them, android:apk-key-hash:… for an Android app (default: the origin of APP_URL, plus http://localhost:PORT in development)' })),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'The external base URL of this API; identity providers call back to <PUBLIC_URL>/oauth/<id>/callback (required in production with a provider; http://localhost:PORT otherwise)' })),
   OIDC_PROVIDERS: Type.Optional(Type.String({ description: 'Comma-separated ids of OpenID Connect providers ([a-z0-9-]+); each id X reads OIDC_X_ISSUER, OIDC_X_CLIENT_ID, OIDC_X_CLIENT_SECRET, OIDC_X_NAME and OIDC_X_SCOPES' })),
-  OAUTH_REDIRECT_URIS: Type.Optional(Type.String({ description: 'Comma-separated exact redirect URIs of the client apps (web URLs, mobile custom schemes such as com.example.app:/oauth)' })),
+  OAUTH_REDIRECT_URIS: Type.Optional(Type.String({ description: 'Comma-separated exact redirect URIs of the client apps (web URLs, mobile custom schemes such as com.example.app:/oauth); outside production PUBLIC_URL/demo is added for the demo page' })),
   REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
@@ -245,7 +245,10 @@ function oidcSettings (e: Env, source: Record<string, string | undefined>): Conf
     const problem = redirectUriProblem(uri, production)
     if (problem) throw new ConfigError(`OAUTH_REDIRECT_URIS: "${uri}" ${problem}`)
   }
-  return { publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''), publicUrlSet: e.PUBLIC_URL !== undefined, providers, redirectUris }
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '')
+  // outside production the demo page (served at /demo) may sign in through the providers too
+  if (!production && !redirectUris.includes(`${publicUrl}/demo`)) redirectUris.push(`${publicUrl}/demo`)
+  return { publicUrl, publicUrlSet: e.PUBLIC_URL !== undefined, providers, redirectUris }
 }
 
 /** Reads the environment once; a bad value stops the start with a message naming the variable. */
