@@ -22,7 +22,7 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('base6
 export const s256 = (verifier: string) => sha256(verifier)
 const random = (bytes: number) => randomBytes(bytes).toString('base64url')
 
-const EMAIL = /^[^\s@]+@[^\s@]+$/
+const EMAIL = /^[^\s@\0]+@[^\s@\0]+$/
 
 export interface IdentityView { id: string, provider: string, email: string | null, createdAt: string }
 
@@ -133,7 +133,10 @@ export class FederationService {
     } catch (err) {
       throw providerFailure(provider, err)
     }
-    if (!claims || typeof claims.sub !== 'string' || !claims.sub) throw new ApiError('id_token_invalid', `${provider.name} sent an ID token without a subject`)
+    // OpenID Connect caps sub at 255 ASCII characters; a NUL cannot be stored in a text column
+    if (!claims || typeof claims.sub !== 'string' || !claims.sub || claims.sub.length > 255 || claims.sub.includes('\0')) {
+      throw new ApiError('id_token_invalid', `${provider.name} sent an ID token without a usable subject`)
+    }
     const email = typeof claims.email === 'string' ? claims.email.trim().toLowerCase() : undefined
     const name = typeof claims.name === 'string' ? claims.name.trim().replace(/\0/g, '').slice(0, 100) : undefined
     return {
