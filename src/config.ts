@@ -59,6 +59,11 @@ export const EnvSchema = Type.Object({
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'The external base URL of this API; identity providers call back to <PUBLIC_URL>/oauth/<id>/callback (required in production with a provider; http://localhost:PORT otherwise)' })),
   OIDC_PROVIDERS: Type.Optional(Type.String({ description: 'Comma-separated ids of OpenID Connect providers ([a-z0-9-]+); each id X reads OIDC_X_ISSUER, OIDC_X_CLIENT_ID, OIDC_X_CLIENT_SECRET, OIDC_X_NAME and OIDC_X_SCOPES' })),
   OAUTH_REDIRECT_URIS: Type.Optional(Type.String({ description: 'Comma-separated exact redirect URIs of the client apps (web URLs, mobile custom schemes such as com.example.app:/oauth); outside production PUBLIC_URL/demo is added for the demo page' })),
+  EMAIL_CHANGE_TOKEN_TTL: Int(60, 86_400, 3600, 'Email change link lifetime, seconds'),
+  AUDIT_RETENTION_DAYS: Int(1, 3650, 90, 'Days the security history (audit_events) is kept'),
+  WEBHOOK_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'Where webhook events are POSTed (Standard Webhooks); with WEBHOOK_SECRET' })),
+  WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_[A-Za-z0-9+/=]+$', description: 'The Standard Webhooks signing secret, whsec_ followed by base64 of 24 to 64 random bytes' })),
+  WEBHOOK_EVENTS: Type.Optional(Type.String({ description: 'Comma-separated webhook events to send (default: all of user.created, user.updated, user.deleted, user.suspended, session.created, session.revoked)' })),
   REQUIRE_EMAIL_VERIFICATION: Type.Boolean({ default: false, description: 'Refuse sign-in (403 email_not_verified) until the email is verified' }),
 })
 export type Env = Static<typeof EnvSchema>
@@ -98,6 +103,7 @@ export interface Config {
     subjects: { reset: string, verify: string }
     resetTtl: number
     verifyTtl: number
+    emailChangeTtl: number
     requireVerification: boolean
   }
   previousPublicKeysPem: string[]
@@ -121,9 +127,20 @@ export interface Config {
     /** exact redirect URIs of the client apps */
     redirectUris: string[]
   }
+  /** days the security history is kept */
+  auditRetentionDays: number
+  webhooks: {
+    /** undefined: no webhooks are queued */
+    url: string | undefined
+    secret: string | undefined
+    events: WebhookEventType[]
+  }
   pruneIntervalSeconds: number
   shutdownTimeoutSeconds: number
 }
+
+export const WEBHOOK_EVENTS = ['user.created', 'user.updated', 'user.deleted', 'user.suspended', 'session.created', 'session.revoked'] as const
+export type WebhookEventType = typeof WEBHOOK_EVENTS[number]
 
 export interface OidcProviderSettings {
   id: string
@@ -251,6 +268,22 @@ function oidcSettings (e: Env, source: Record<string, string | undefined>): Conf
   return { publicUrl, publicUrlSet: e.PUBLIC_URL !== undefined, providers, redirectUris }
 }
 
+/** Webhooks: both WEBHOOK_URL and WEBHOOK_SECRET, or neither; WEBHOOK_EVENTS from the known list. */
+function webhookSettings (e: Env): Config['webhooks'] {
+  if ((e.WEBHOOK_URL === undefined) !== (e.WEBHOOK_SECRET === undefined)) {
+    throw new ConfigError('Set both WEBHOOK_URL and WEBHOOK_SECRET, or neither')
+  }
+  if (e.WEBHOOK_SECRET !== undefined) {
+    const bytes = Buffer.from(e.WEBHOOK_SECRET.slice('whsec_'.length), 'base64').length
+    if (bytes < 24 || bytes > 64) throw new ConfigError('WEBHOOK_SECRET must be whsec_ followed by base64 of 24 to 64 random bytes (e.g. whsec_$(openssl rand -base64 32))')
+  }
+  const names = e.WEBHOOK_EVENTS === undefined ? [...WEBHOOK_EVENTS] : e.WEBHOOK_EVENTS.split(',').map(s => s.trim()).filter(Boolean)
+  for (const name of names) {
+    if (!(WEBHOOK_EVENTS as readonly string[]).includes(name)) throw new ConfigError(`WEBHOOK_EVENTS: "${name}" is not one of ${WEBHOOK_EVENTS.join(', ')}`)
+  }
+  return { url: e.WEBHOOK_URL, secret: e.WEBHOOK_SECRET, events: names as WebhookEventType[] }
+}
+
 /** Reads the environment once; a bad value stops the start with a message naming the variable. */
 export function loadConfig (source: Record<string, string | undefined> = process.env): Config {
   const known = Object.keys(EnvSchema.properties)
@@ -328,6 +361,8 @@ export function loadConfig (source: Record<string, string | undefined> = process
       issuer: e.MFA_ISSUER,
       encryptionKey: e.MFA_ENCRYPTION_KEY === undefined ? undefined : decodeSecret(e.MFA_ENCRYPTION_KEY, 'MFA_ENCRYPTION_KEY', MFA_KEY_BYTES),
     },
+    auditRetentionDays: e.AUDIT_RETENTION_DAYS,
+    webhooks: webhookSettings(e),
     pruneIntervalSeconds: e.PRUNE_INTERVAL_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
     mail: {
@@ -339,6 +374,7 @@ export function loadConfig (source: Record<string, string | undefined> = process
       subjects: { reset: e.MAIL_SUBJECT_RESET, verify: e.MAIL_SUBJECT_VERIFY },
       resetTtl: e.RESET_TOKEN_TTL,
       verifyTtl: e.VERIFY_TOKEN_TTL,
+      emailChangeTtl: e.EMAIL_CHANGE_TOKEN_TTL,
       requireVerification: e.REQUIRE_EMAIL_VERIFICATION,
     },
   }

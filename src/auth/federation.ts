@@ -233,7 +233,7 @@ export class FederationService {
   }
 
   /** Spends a one-time code: the user it was made for, when the verifier matches its challenge in time. */
-  async redeem (code: string, codeVerifier: string): Promise<User> {
+  async redeem (code: string, codeVerifier: string): Promise<{ user: User, provider: string }> {
     const { db } = this.deps
     const row = await takeOauthCode(db, sha256(code))
     if (!row || row.expiresAt.getTime() <= this.deps.clock()) throw codeInvalid()
@@ -242,7 +242,7 @@ export class FederationService {
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw codeInvalid()
     const user = await findUserById(db, row.userId)
     if (!user) throw codeInvalid()
-    return user
+    return { user, provider: row.provider }
   }
 
   async list (userId: string): Promise<IdentityView[]> {

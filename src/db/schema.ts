@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { bigint, boolean, check, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { bigint, boolean, check, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
 
@@ -18,6 +18,10 @@ export const users = pgTable('users', {
   emailVerifiedAt: at('email_verified_at'),
   // the WebAuthn user handle of the user's passkeys: random, neither the id nor the email (base64url)
   passkeyHandle: text('passkey_handle'),
+  // suspended by an admin: no sign-in until lifted, or until suspended_until when that is set
+  suspendedAt: at('suspended_at'),
+  suspendedUntil: at('suspended_until'),
+  suspendedReason: text('suspended_reason'),
   createdAt: at('created_at').notNull(),
   updatedAt: at('updated_at').notNull(),
 }, t => [
@@ -169,7 +173,7 @@ export const loginThrottle = pgTable('login_throttle', {
   windowStartedAt: at('window_started_at').notNull(),
 })
 
-export const EMAIL_TOKEN_PURPOSES = ['reset', 'verify'] as const
+export const EMAIL_TOKEN_PURPOSES = ['reset', 'verify', 'email_change'] as const
 export type EmailTokenPurpose = typeof EMAIL_TOKEN_PURPOSES[number]
 
 // One-time tokens sent by email. The token is derived from the row's id with a server key (so the
@@ -180,19 +184,21 @@ export const emailTokens = pgTable('email_tokens', {
   userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
   purpose: text('purpose', { enum: EMAIL_TOKEN_PURPOSES }).notNull(),
   tokenHash: text('token_hash').notNull(),
+  // an email change: the address the link was sent to, which becomes the account's when it is followed
+  newEmail: text('new_email'),
   requestedAt: at('requested_at').notNull(),
   expiresAt: at('expires_at').notNull(),
   usedAt: at('used_at'),
 }, t => [
   uniqueIndex('email_tokens_token_hash_key').on(t.tokenHash),
   index('email_tokens_user_purpose_idx').on(t.userId, t.purpose, t.requestedAt),
-  check('email_tokens_purpose_check', sql`${t.purpose} in ('reset', 'verify')`),
+  check('email_tokens_purpose_check', sql`${t.purpose} in ('reset', 'verify', 'email_change')`),
 ])
 
-export const OUTBOX_KINDS = ['password_reset', 'verify_email'] as const
+export const OUTBOX_KINDS = ['password_reset', 'verify_email', 'email_change', 'notice', 'webhook'] as const
 export type OutboxKind = typeof OUTBOX_KINDS[number]
 
-// Mail to send, written in the transaction of the change that causes it and delivered by the sender
+// Mail and webhooks to send, written in the transaction of the change that causes it and delivered by the sender
 // off the request path. A reset request names only the address: the sender resolves the account, so
 // the request costs the same whether or not one exists. No message body or token is stored.
 export const outbox = pgTable('outbox', {
@@ -200,6 +206,8 @@ export const outbox = pgTable('outbox', {
   kind: text('kind', { enum: OUTBOX_KINDS }).notNull(),
   recipient: text('recipient').notNull(),
   tokenId: uuid('token_id').references(() => emailTokens.id, { onDelete: 'cascade' }),
+  // what a notice says (its event and the few facts it names) or a webhook's body; never a token or secret
+  data: jsonb('data').$type<Record<string, unknown>>(),
   createdAt: at('created_at').notNull(),
   nextAttemptAt: at('next_attempt_at').notNull(),
   attempts: integer('attempts').notNull().default(0),
@@ -209,7 +217,27 @@ export const outbox = pgTable('outbox', {
   finishedAt: at('finished_at'),
 }, t => [
   index('outbox_pending_idx').on(t.nextAttemptAt).where(sql`status = 'pending'`),
-  check('outbox_kind_check', sql`${t.kind} in ('password_reset', 'verify_email')`),
+  check('outbox_kind_check', sql`${t.kind} in ('password_reset', 'verify_email', 'email_change', 'notice', 'webhook')`),
+])
+
+// The security history: one row per security event, written in the transaction of the change it
+// records (a failed sign-in in its own). No foreign key: the history outlives a deleted account until
+// AUDIT_RETENTION_DAYS. Ids are UUIDv7, so they order the events in time (the pages' cursor).
+export const auditEvents = pgTable('audit_events', {
+  id: uuid('id').primaryKey(),
+  at: at('at').notNull(),
+  type: text('type').notNull(),
+  // whose account it concerns, and who did it when that is someone else (an admin)
+  userId: uuid('user_id'),
+  actorId: uuid('actor_id'),
+  sessionId: uuid('session_id'),
+  ip: text('ip'),
+  userAgent: text('user_agent'),
+  detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+}, t => [
+  index('audit_events_user_id_idx').on(t.userId, t.id),
+  index('audit_events_type_idx').on(t.type, t.id),
+  index('audit_events_at_idx').on(t.at),
 ])
 
 export type User = typeof users.$inferSelect

@@ -6,13 +6,15 @@ import type { Database } from '../db/client.js'
 import { insertEmailToken, isEmailTokenUsable } from '../repositories/email-tokens.js'
 import { claimDueMail, finishMail, retryMailAt, setMailToken, type OutboxRow } from '../repositories/outbox.js'
 import { findUserByEmail } from '../repositories/users.js'
-import { linkFor, render } from './templates.js'
+import { isNotice, linkFor, render, renderNotice, type LinkKind, type Message } from './templates.js'
 import { emailTokenFor, hashEmailToken } from './tokens.js'
-import type { Transport } from './transport.js'
+import { CONCURRENCY, type Transport } from './transport.js'
+import type { WebhookTransport } from './webhooks.js'
 
 /** A claimed message is this one's to send for this long; the transport's timeouts are well inside it. */
 const LEASE_MS = 60_000
-const BATCH = 10
+/** Messages claimed at once, and sent at once: an SMTP relay spends tens of milliseconds on each, so one at a time would cap a sender at ~20 a second. */
+const BATCH = 64
 const MAX_BACKOFF_MS = 30_000
 /** A message is retried for a day before it is given up. */
 export const GIVE_UP_AFTER_MS = 24 * 3600_000
@@ -26,6 +28,8 @@ export interface SenderDeps {
   clock: Clock
   mailSecret: Buffer
   transport: Transport
+  /** undefined without WEBHOOK_URL: a webhook left in the outbox is then skipped */
+  webhooks: WebhookTransport | undefined
   log: FastifyBaseLogger
 }
 
@@ -65,7 +69,15 @@ export class OutboxSender {
     let handled = 0
     for (;;) {
       const batch = await claimDueMail(this.deps.db, new Date(this.deps.clock()), LEASE_MS, BATCH)
-      for (const row of batch) await this.deliver(row)
+      // a few workers take the claimed rows in turn; each row is one worker's, so nothing goes twice
+      let next = 0
+      const worker = async () => {
+        while (next < batch.length) {
+          const row = batch[next++]!
+          await this.deliver(row).catch((err: unknown) => this.deps.log.warn({ mailId: row.id, err: { message: (err as Error).message } }, 'outbox row not handled; its lease will run out and it is tried again'))
+        }
+      }
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, batch.length) }, worker))
       handled += batch.length
       if (batch.length < BATCH || this.stopped) return handled
     }
@@ -108,42 +120,62 @@ export class OutboxSender {
   }
 
   private async deliver (row: OutboxRow) {
-    const { db, config, clock, mailSecret, transport, log } = this.deps
-    const tokenId = row.tokenId ?? (row.kind === 'password_reset' ? await this.resolveResetToken(row) : null)
+    const { config, webhooks } = this.deps
+    if (row.kind === 'webhook') {
+      if (!webhooks) return this.skip(row, 'WEBHOOK_URL is no longer set')
+      return this.attempt(row, () => webhooks.send(row.id, JSON.stringify(row.data)))
+    }
+    if (row.kind === 'notice') {
+      const { notice, ...facts } = (row.data ?? {}) as Record<string, string>
+      if (!isNotice(notice)) return this.skip(row, 'unknown notice')
+      const message = renderNotice(notice, facts, { to: row.recipient, from: config.mail.from })
+      return this.attempt(row, () => this.deps.transport.send(message, { id: row.id, link: '' }))
+    }
+    const kind = row.kind as LinkKind
+    const tokenId = row.tokenId ?? (kind === 'password_reset' ? await this.resolveResetToken(row) : null)
     if (!tokenId) {
-      await finishMail(db, row.id, 'skipped', new Date(clock()))
-      log.info({ mailId: row.id, kind: row.kind }, 'mail skipped: no account has this address')
+      await finishMail(this.deps.db, row.id, 'skipped', new Date(this.deps.clock()))
+      this.deps.log.info({ mailId: row.id, kind }, 'mail skipped: no account has this address')
       return
     }
-    if (!await isEmailTokenUsable(db, tokenId, new Date(clock()))) {
-      await finishMail(db, row.id, 'skipped', new Date(clock()), 'the token was used, replaced or expired before it was sent')
-      log.info({ mailId: row.id, kind: row.kind }, 'mail skipped: its token is no longer usable')
-      return
+    if (!await isEmailTokenUsable(this.deps.db, tokenId, new Date(this.deps.clock()))) {
+      return this.skip(row, 'the token was used, replaced or expired before it was sent')
     }
-    const link = linkFor(config.mail.appUrl, row.kind, emailTokenFor(mailSecret, tokenId))
-    const message = render(row.kind, {
+    const link = linkFor(config.mail.appUrl, kind, emailTokenFor(this.deps.mailSecret, tokenId))
+    const message: Message = render(kind, {
       to: row.recipient,
       from: config.mail.from,
-      subject: row.kind === 'password_reset' ? config.mail.subjects.reset : config.mail.subjects.verify,
+      subject: kind === 'password_reset' ? config.mail.subjects.reset : kind === 'verify_email' ? config.mail.subjects.verify : 'Confirm your new email address',
       link,
-      ttlSeconds: row.kind === 'password_reset' ? config.mail.resetTtl : config.mail.verifyTtl,
+      ttlSeconds: kind === 'password_reset' ? config.mail.resetTtl : kind === 'verify_email' ? config.mail.verifyTtl : config.mail.emailChangeTtl,
     })
+    return this.attempt(row, () => this.deps.transport.send(message, { id: row.id, link }))
+  }
+
+  private async skip (row: OutboxRow, why: string) {
+    await finishMail(this.deps.db, row.id, 'skipped', new Date(this.deps.clock()), why)
+    this.deps.log.info({ mailId: row.id, kind: row.kind }, `outbox row skipped: ${why}`)
+  }
+
+  /** One try: sent, or retried with back-off (given up after a day). */
+  private async attempt (row: OutboxRow, send: () => Promise<void>) {
+    const { db, clock, log } = this.deps
     try {
-      await transport.send(message, { id: row.id, link })
+      await send()
     } catch (err) {
       const now = clock()
       const error = (err as Error).message.slice(0, 500)
       if (now - row.createdAt.getTime() >= GIVE_UP_AFTER_MS) {
         await finishMail(db, row.id, 'failed', new Date(now), error)
-        log.error({ mailId: row.id, kind: row.kind, attempts: row.attempts, error }, 'mail given up after a day of attempts')
+        log.error({ mailId: row.id, kind: row.kind, attempts: row.attempts, error }, 'outbox row given up after a day of attempts')
       } else {
         const wait = backoffMs(row.attempts)
         await retryMailAt(db, row.id, new Date(now + wait), error)
-        log.warn({ mailId: row.id, kind: row.kind, attempts: row.attempts, retryInMs: wait, error }, 'mail not sent; will retry')
+        log.warn({ mailId: row.id, kind: row.kind, attempts: row.attempts, retryInMs: wait, error }, 'outbox row not delivered; will retry')
       }
       return
     }
     await finishMail(db, row.id, 'sent', new Date(clock()))
-    log.info({ mailId: row.id, kind: row.kind, attempts: row.attempts }, 'mail sent')
+    log.info({ mailId: row.id, kind: row.kind, attempts: row.attempts }, row.kind === 'webhook' ? 'webhook delivered' : 'mail sent')
   }
 }

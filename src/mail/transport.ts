@@ -4,6 +4,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Transporter } from 'nodemailer'
 import type { Message } from './templates.js'
 
+/** Messages the outbox sender has in flight at once, and so the SMTP connections it keeps open. */
+export const CONCURRENCY = 16
+
 // nodemailer is loaded when the first message goes out, not at start (it is not small).
 const lazy = (options: string | object, defaults?: object) => {
   let transporter: Promise<Transporter> | undefined
@@ -17,10 +20,11 @@ export interface Transport {
 
 /**
  * SMTP (SMTP_URL), with timeouts short enough that a stuck server cannot hold a message's lease. Pooled:
- * messages reuse open connections instead of a TCP and SMTP handshake each (the sender sends one at a time).
+ * messages reuse open connections instead of a TCP and SMTP handshake each, one connection per message
+ * the sender has in flight.
  */
 export function smtpTransport (url: string): Transport {
-  const transporter = lazy(url, { pool: true, maxConnections: 2, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000 })
+  const transporter = lazy(url, { pool: true, maxConnections: CONCURRENCY, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000 })
   let opened = false
   return {
     async send (message) {

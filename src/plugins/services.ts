@@ -14,6 +14,7 @@ import { PasswordResetService } from '../auth/password-reset.js'
 import { dummyHash } from '../auth/passwords.js'
 import { refreshTokens } from '../auth/refresh-tokens.js'
 import { SessionService } from '../auth/sessions.js'
+import { SecurityEvents } from '../auth/security-events.js'
 import { SignInService } from '../auth/sign-in.js'
 
 declare module 'fastify' {
@@ -28,6 +29,7 @@ declare module 'fastify' {
     emailVerification: EmailVerificationService
     identityProviders: IdentityProviders
     federation: FederationService
+    events: SecurityEvents
   }
 }
 
@@ -42,7 +44,9 @@ async function servicesPlugin (app: FastifyInstance, opts: { signingKey: Signing
   const mailQueued = () => app.mailer.kick()
 
   const tokens = accessTokens(config, opts.signingKey)
-  const sessions = new SessionService({ db, config, clock, accessTokens: tokens, refreshTokens: refreshTokens(opts.refreshSecrets) })
+  const events = new SecurityEvents({ config, clock, queued: mailQueued })
+  app.decorate('events', events)
+  const sessions = new SessionService({ db, config, clock, accessTokens: tokens, refreshTokens: refreshTokens(opts.refreshSecrets), events })
   const emailVerification = new EmailVerificationService({ db, config, clock, mailSecret: opts.signingKey.mailSecret, mailQueued })
   app.decorate('accessTokens', tokens)
   app.decorate('sessions', sessions)
@@ -55,7 +59,7 @@ async function servicesPlugin (app: FastifyInstance, opts: { signingKey: Signing
   const federation = new FederationService({ db, config, clock, providers: identityProviders, verification: emailVerification })
   app.decorate('identityProviders', identityProviders)
   app.decorate('federation', federation)
-  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, passkeys, federation, throttle: signInThrottle }))
+  app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, passkeys, federation, events, throttle: signInThrottle }))
   app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle }))
   app.decorate('passwordReset', new PasswordResetService({
     db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued,

@@ -5,8 +5,13 @@ import { outbox, type OutboxKind } from '../db/schema.js'
 export type NewOutboxRow = typeof outbox.$inferInsert
 export type OutboxRow = typeof outbox.$inferSelect
 
-export async function enqueueMail (ex: Executor, row: { id: string, kind: OutboxKind, recipient: string, tokenId?: string | null, now: Date }): Promise<void> {
-  await ex.insert(outbox).values({ id: row.id, kind: row.kind, recipient: row.recipient, tokenId: row.tokenId ?? null, createdAt: row.now, nextAttemptAt: row.now })
+export async function enqueueMail (ex: Executor, row: { id: string, kind: Exclude<OutboxKind, 'webhook'>, recipient: string, tokenId?: string | null, data?: Record<string, unknown>, now: Date }): Promise<void> {
+  await ex.insert(outbox).values({ id: row.id, kind: row.kind, recipient: row.recipient, tokenId: row.tokenId ?? null, data: row.data ?? null, createdAt: row.now, nextAttemptAt: row.now })
+}
+
+/** A webhook event: its body is fixed now; the row id is its webhook-id, the same on every retry. */
+export async function enqueueWebhook (ex: Executor, row: { id: string, body: Record<string, unknown>, now: Date }): Promise<void> {
+  await ex.insert(outbox).values({ id: row.id, kind: 'webhook', recipient: 'webhook', data: row.body, createdAt: row.now, nextAttemptAt: row.now })
 }
 
 /**

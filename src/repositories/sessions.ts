@@ -27,26 +27,36 @@ export interface NewSession {
   clearAttemptsKey: string | null
 }
 
-// The rule that no session of an account with a second factor is below aal2 lives in this statement:
-// an aal1 sign-in of such an account inserts nothing (and clears no count). The factor row is read
-// FOR SHARE, so a confirmation in flight is waited for and its outcome seen, not the state before it.
-const insertSession = statement<{ refresh_expires_ms: number }>(`
-  with gate as (
-    select 1 where $7::text <> 'aal1' or not coalesce((select f.confirmed_at is not null from totp_factors f where f.user_id = $2::uuid for share), false)
-  ), cleared as (delete from login_throttle where key = $11::text and exists (select 1 from gate))
-  insert into sessions (id, user_id, remember_me, created_at, last_used_at, absolute_expires_at, refresh_counter, refresh_expires_at, aal, amr, user_agent, ip)
-  select $1::uuid, $2::uuid, $3::boolean, $4::timestamptz, $4::timestamptz, $5::timestamptz, 0,
-         ${nextRefreshExpiry('$6::timestamptz', '$5::timestamptz')}, $7::text, $8::text[], $9::text, $10::text
-  from gate
-  returning extract(epoch from refresh_expires_at)::float8 * 1000 as refresh_expires_ms`)
+// Two rules live in this statement. A suspended account gets no session (the user row is read FOR
+// SHARE, so a suspension in flight is waited for: a session is either refused or made before the
+// suspension ends every session). And no session of an account with a second factor is below aal2: an
+// aal1 sign-in of such an account inserts nothing (and clears no count); the factor row is read FOR
+// SHARE too, so a confirmation in flight is waited for and its outcome seen, not the state before it.
+const insertSession = statement<{ verdict: 'ok' | 'suspended' | 'second_factor', refresh_expires_ms: number | null }>(`
+  with verdict as (
+    select case
+      when (select u.suspended_at is not null and (u.suspended_until is null or u.suspended_until > $4::timestamptz)
+            from users u where u.id = $2::uuid for share) then 'suspended'
+      when $7::text <> 'aal1' or not coalesce((select f.confirmed_at is not null from totp_factors f where f.user_id = $2::uuid for share), false) then 'ok'
+      else 'second_factor' end as v
+  ), cleared as (delete from login_throttle where key = $11::text and (select v from verdict) = 'ok'),
+  inserted as (
+    insert into sessions (id, user_id, remember_me, created_at, last_used_at, absolute_expires_at, refresh_counter, refresh_expires_at, aal, amr, user_agent, ip)
+    select $1::uuid, $2::uuid, $3::boolean, $4::timestamptz, $4::timestamptz, $5::timestamptz, 0,
+           ${nextRefreshExpiry('$6::timestamptz', '$5::timestamptz')}, $7::text, $8::text[], $9::text, $10::text
+    from verdict where v = 'ok'
+    returning extract(epoch from refresh_expires_at)::float8 * 1000 as refresh_expires_ms)
+  select (select v from verdict) as verdict, (select refresh_expires_ms from inserted) as refresh_expires_ms`)
 
 /**
  * A new session at counter 0, in one statement (inside the caller's transaction, if any). Returns its
- * refresh expiry, or undefined when the account has a second factor and the sign-in proved only one.
+ * refresh expiry; or, with no session made, `suspended` for a suspended account and `second_factor` when
+ * the account has a second factor and the sign-in proved only one.
  */
-export async function insertLiveSession (ex: Executor, s: NewSession): Promise<Date | undefined> {
+export async function insertLiveSession (ex: Executor, s: NewSession): Promise<Date | 'suspended' | 'second_factor'> {
   const [row] = await insertSession(ex, [s.id, s.userId, s.rememberMe, iso(s.now), iso(s.absoluteExpiresAt), iso(s.idleExpiresAt), s.aal, s.amr, s.userAgent, s.ip, s.clearAttemptsKey])
-  return row && date(row.refresh_expires_ms)!
+  if (row!.verdict !== 'ok') return row!.verdict
+  return date(row!.refresh_expires_ms)!
 }
 
 interface SessionUserRow extends UserEpochColumns {
@@ -116,12 +126,13 @@ const list = statement<ListedRow>(`
   select s.id, extract(epoch from s.created_at)::float8 * 1000 as created_ms, extract(epoch from s.last_used_at)::float8 * 1000 as last_used_ms,
          extract(epoch from s.refresh_expires_at)::float8 * 1000 as refresh_expires_ms, s.remember_me, s.user_agent, s.ip, s.aal
   from sessions s
-  where s.user_id = $1::uuid and ${live('$2::timestamptz')}
-  order by s.created_at desc, s.id desc`)
+  where s.user_id = $1::uuid and ${live('$2::timestamptz')} and ($4::uuid is null or s.id < $4::uuid)
+  order by s.id desc
+  limit $3::int`)
 
-/** The user's live sessions, newest first. */
-export async function listLiveSessions (ex: Executor, userId: string, now: Date) {
-  return (await list(ex, [userId, iso(now)])).map(r => ({
+/** A page of the user's live sessions, newest first (ids are UUIDv7), after `cursor`. */
+export async function listLiveSessions (ex: Executor, userId: string, now: Date, limit: number, cursor?: string) {
+  return (await list(ex, [userId, iso(now), limit, cursor ?? null])).map(r => ({
     id: r.id, createdAt: date(r.created_ms)!, lastUsedAt: date(r.last_used_ms)!, expiresAt: date(r.refresh_expires_ms)!, rememberMe: r.remember_me, userAgent: r.user_agent, ip: r.ip, aal: r.aal,
   }))
 }
@@ -136,12 +147,13 @@ export async function revokeLiveSession (ex: Executor, sessionId: string, userId
   return (await revokeLive(ex, [sessionId, userId, iso(now), reason])).length > 0
 }
 
-const revokeOne = statement<{ id: string }>(`
-  update sessions set revoked_at = $2::timestamptz, revoked_reason = $3::text where id = $1::uuid and revoked_at is null returning id`)
+const revokeOne = statement<{ id: string, user_id: string }>(`
+  update sessions set revoked_at = $2::timestamptz, revoked_reason = $3::text where id = $1::uuid and revoked_at is null returning id, user_id`)
 
-/** Ends a session whatever its state; a second call changes nothing. Returns how many ended (0 or 1). */
-export async function revokeSession (ex: Executor, sessionId: string, reason: string, now: Date): Promise<number> {
-  return (await revokeOne(ex, [sessionId, iso(now), reason])).length
+/** Ends a session whatever its state; a second call changes nothing. Returns its user when it ended now. */
+export async function revokeSession (ex: Executor, sessionId: string, reason: string, now: Date): Promise<string | undefined> {
+  const [row] = await revokeOne(ex, [sessionId, iso(now), reason])
+  return row?.user_id
 }
 
 const revokeOfUser = statement<{ id: string }>(`
@@ -154,8 +166,8 @@ const revokeOfUser = statement<{ id: string }>(`
  * Ends every session of a user, or every one but `exceptId`, and any sign-in of theirs still waiting for
  * its second factor (its mfaToken then opens nothing). Returns how many sessions ended.
  */
-export async function revokeUserSessions (ex: Executor, userId: string, reason: string, now: Date, exceptId?: string): Promise<number> {
-  return (await revokeOfUser(ex, [userId, iso(now), reason, exceptId ?? null])).length
+export async function revokeUserSessions (ex: Executor, userId: string, reason: string, now: Date, exceptId?: string): Promise<string[]> {
+  return (await revokeOfUser(ex, [userId, iso(now), reason, exceptId ?? null])).map(r => r.id)
 }
 
 const raise = statement<{ id: string }>('update sessions set aal = $2::text, amr = $3::text[] where id = $1::uuid returning id')

@@ -3,10 +3,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { audit } from '../audit.js'
 import { ApiError } from '../errors.js'
-import { AccountDeletion, PasswordChange, ProfileChanges, SessionList, SessionParams } from '../schemas/account.js'
+import { AccountDeletion, PageQuery, PasswordChange, ProfileChanges, SessionList, SessionParams } from '../schemas/account.js'
 import { described, Profile, problemResponses } from '../schemas/common.js'
 import { Me } from '../schemas/mfa.js'
-import { normalizeIdentity } from './auth.js'
+import { meta, normalizeIdentity } from './auth.js'
 
 const bearerOnly = [{ bearerAuth: [] }]
 const principal = (request: FastifyRequest) => request.principal!
@@ -107,13 +107,14 @@ export default async function accountRoutes (fastify: FastifyInstance) {
       tags: ['account'],
       operationId: 'listSessions',
       summary: 'The signed-in user\'s live sessions',
-      description: 'Live: not signed out, within the absolute lifetime, with an unexpired refresh token. Never a token.',
+      description: 'Live: not signed out, within the absolute lifetime, with an unexpired refresh token. Never a token. Newest first, a page at a time: pass nextCursor as cursor for the next.',
       security: bearerOnly,
-      response: { 200: SessionList, ...problemResponses(401) },
+      querystring: PageQuery,
+      response: { 200: SessionList, ...problemResponses(400, 401) },
     },
   }, async (request) => {
     const { user, sessionId } = principal(request)
-    return { sessions: await app.sessions.list(user.id, sessionId) }
+    return app.sessions.list(user.id, sessionId, { limit: request.query.limit ?? 20, cursor: request.query.cursor })
   })
 
   app.delete('/sessions/:id', {
@@ -129,7 +130,7 @@ export default async function accountRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     const { user, sessionId } = principal(request)
-    await app.sessions.revokeOwn(user.id, request.params.id)
+    await app.sessions.revokeOwn(user.id, request.params.id, { ...meta(request), sessionId })
     const current = request.params.id.toLowerCase() === sessionId
     audit(request, 'session_revoked', { userId: user.id, sessionId, revokedSessionId: request.params.id.toLowerCase(), current })
     if (current && cookie.read(request) !== undefined) cookie.clear(reply)

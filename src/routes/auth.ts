@@ -243,7 +243,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       await app.authenticate(request)
       caller = { sub: request.principal!.user.id, sid: request.principal!.sessionId }
     }
-    await app.sessions.logout({ refreshToken: request.body.refreshToken, scope }, caller)
+    await app.sessions.logout({ refreshToken: request.body.refreshToken, scope }, caller, meta(request))
     if (cookie.wanted(request) || cookie.read(request) !== undefined) cookie.clear(reply)
     audit(request, 'logout', { scope, userId: caller?.sub, sessionId: caller?.sid })
     return reply.code(204).send(null)

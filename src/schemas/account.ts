@@ -26,7 +26,15 @@ export const Session = Type.Object({
   ip: nullable(Type.String({ description: 'Client IP of the last sign-in or refresh, as the rate limiter sees it' })),
 })
 
-export const SessionList = Type.Object({ sessions: Type.Array(Session) }, { description: 'Live sessions, newest first', examples: [{ sessions: [sessionExample] }] })
+export const SessionList = Type.Object({
+  sessions: Type.Array(Session),
+  nextCursor: nullable(Type.String({ format: 'uuid', description: 'Pass as cursor for the next page; null on the last page' })),
+}, { description: 'Live sessions, newest first', examples: [{ sessions: [sessionExample], nextCursor: null }] })
+
+export const PageQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
+  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
+}, { additionalProperties: false })
 
 export const SessionParams = Type.Object({ id: Type.String({ description: 'Session id (from GET /sessions)', examples: [sessionExample.id] }) })
 
