@@ -8,6 +8,7 @@ import type { AdminUserView } from '../schemas/admin.js'
 import { toProfile, type Profile } from '../schemas/common.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, codePoints, hashPassword, MAX_PASSWORD_LENGTH, normalizePassword, verifyPassword } from './passwords.js'
+import type { EventSource, SecurityEvents } from './security-events.js'
 import type { SessionService } from './sessions.js'
 import { conflictFrom } from './sign-in.js'
 import { throttled } from './throttle.js'
@@ -22,6 +23,7 @@ export interface AccountServiceDeps {
   sessions: SessionService
   /** The per-account sign-in count: a wrong current password counts toward it. */
   throttle: AttemptThrottle
+  events: SecurityEvents
 }
 
 /** A signed-in user managing their own account, and an admin managing others. */
@@ -30,16 +32,24 @@ export class AccountService {
 
   private now () { return new Date(this.deps.clock()) }
 
-  async updateProfile (userId: string, changes: { name?: string | null | undefined, username?: string | null | undefined }): Promise<Profile> {
+  async updateProfile (userId: string, changes: { name?: string | null | undefined, username?: string | null | undefined }, source: EventSource): Promise<Profile> {
     const set: { name?: string | null, username?: string | null, updatedAt: Date } = { updatedAt: this.now() }
     if (changes.name !== undefined) set.name = changes.name || null
     if (changes.username !== undefined) set.username = changes.username
     let user
     try {
-      user = await updateUser(this.deps.db, userId, set)
+      user = await this.deps.db.transaction(async tx => {
+        const updated = await updateUser(tx, userId, set)
+        if (updated) {
+          await this.deps.events.record(tx, 'profile_updated', userId, source, { fields: Object.keys(changes) })
+          await this.deps.events.webhook(tx, 'user.updated', updated)
+        }
+        return updated
+      })
     } catch (err) {
       throw conflictFrom(err) ?? err
     }
+    this.deps.events.queued()
     if (!user) throw new ApiError('invalid_token', 'The account of this token no longer exists')
     return toProfile(user)
   }
@@ -83,38 +93,107 @@ export class AccountService {
    * Sets a new password (the first one, for an account made through a provider) and ends every other
    * session of the user; the caller's stays signed in. Returns how many ended.
    */
-  async changePassword (caller: { userId: string, sessionId: string, signedInAt: Date }, input: { currentPassword?: string | undefined, newPassword: string }): Promise<number> {
+  async changePassword (caller: { userId: string, sessionId: string, signedInAt: Date }, input: { currentPassword?: string | undefined, newPassword: string }, source: EventSource): Promise<number> {
     const user = await this.confirmOwner(caller.userId, input.currentPassword, caller.signedInAt)
     const password = normalizePassword(input.newPassword)
     assertPasswordPolicy(password, { minLength: this.deps.config.passwordMinLength, email: user.email, username: user.username, field: '/newPassword' })
     const passwordHash = await hashPassword(password)
     const now = this.now()
-    return this.deps.db.transaction(async tx => {
+    const ended = await this.deps.db.transaction(async tx => {
       await updateUser(tx, user.id, { passwordHash, updatedAt: now })
-      return this.deps.sessions.endAll(user.id, 'password_changed', { exceptId: caller.sessionId, ex: tx })
+      const otherSessionsEnded = await this.deps.sessions.endAll(user.id, 'password_changed', { exceptId: caller.sessionId, ex: tx })
+      await this.deps.events.record(tx, 'password_changed', user.id, source, { otherSessionsEnded, firstPassword: user.passwordHash === null })
+      await this.deps.events.notify(tx, user.email, 'password_changed')
+      return otherSessionsEnded
     })
+    this.deps.events.queued()
+    return ended
   }
 
   /** The user and their sessions (ON DELETE CASCADE), in one statement. */
-  async deleteAccount (caller: { userId: string, signedInAt: Date }, currentPassword: string | undefined): Promise<void> {
-    await this.confirmOwner(caller.userId, currentPassword, caller.signedInAt)
-    await deleteUser(this.deps.db, caller.userId)
+  async deleteAccount (caller: { userId: string, signedInAt: Date }, currentPassword: string | undefined, source: EventSource): Promise<void> {
+    const user = await this.confirmOwner(caller.userId, currentPassword, caller.signedInAt)
+    await this.deps.db.transaction(async tx => {
+      // the webhook is queued before the row goes: it shows the account as it was
+      await this.deps.events.webhook(tx, 'user.deleted', user)
+      await deleteUser(tx, caller.userId)
+      await this.deps.events.record(tx, 'account_deleted', caller.userId, source)
+    })
+    this.deps.events.queued()
   }
 
   async listUsers (options: { limit: number, cursor?: string | undefined, email?: string | undefined }) {
     const page = await listUsers(this.deps.db, { limit: options.limit, cursor: options.cursor?.toLowerCase(), emailPrefix: options.email })
-    const users: AdminUserView[] = page.items.map(u => ({
-      id: u.id, email: u.email, username: u.username, name: u.name, role: u.role, emailVerified: u.emailVerifiedAt !== null, createdAt: u.createdAt.toISOString(),
-    }))
+    const now = this.now().getTime()
+    const users: AdminUserView[] = page.items.map(u => {
+      const suspended = u.suspendedAt !== null && (u.suspendedUntil === null || u.suspendedUntil.getTime() > now)
+      return {
+        id: u.id,
+        email: u.email,
+        username: u.username,
+        name: u.name,
+        role: u.role,
+        emailVerified: u.emailVerifiedAt !== null,
+        createdAt: u.createdAt.toISOString(),
+        suspended,
+        suspendedUntil: suspended ? u.suspendedUntil?.toISOString() ?? null : null,
+      }
+    })
     return { users, nextCursor: page.nextCursor }
   }
 
-  /** Ends every session of a user; 404 when there is no such user. Returns how many ended. */
-  async revokeAllSessions (userId: string): Promise<number> {
-    if (!isUuid(userId)) throw new ApiError('not_found', 'No user has this id')
-    const id = userId.toLowerCase()
-    const user = await findUserById(this.deps.db, id)
+  private async target (userId: string) {
+    const user = isUuid(userId) ? await findUserById(this.deps.db, userId.toLowerCase()) : undefined
     if (!user) throw new ApiError('not_found', 'No user has this id')
-    return this.deps.sessions.endAll(id, 'revoked_by_admin')
+    return user
+  }
+
+  /** Ends every session of a user; 404 when there is no such user. Returns how many ended. */
+  async revokeAllSessions (userId: string, source: EventSource): Promise<number> {
+    const user = await this.target(userId)
+    const ended = await this.deps.db.transaction(async tx => {
+      const sessionsEnded = await this.deps.sessions.endAll(user.id, 'revoked_by_admin', { ex: tx })
+      await this.deps.events.record(tx, 'admin_sessions_revoked', user.id, source, { sessionsEnded })
+      return sessionsEnded
+    })
+    this.deps.events.queued()
+    return ended
+  }
+
+  /**
+   * Suspends an account (until lifted, or until `until`): every session ends at once, and every sign-in
+   * answers 403 account_suspended after its credentials check. Not the admin's own (409 cannot_suspend_self).
+   */
+  async suspend (userId: string, input: { until?: string | undefined, reason?: string | undefined }, source: EventSource & { actorId: string }): Promise<number> {
+    const user = await this.target(userId)
+    if (user.id === source.actorId) throw new ApiError('cannot_suspend_self', 'An admin cannot suspend their own account')
+    const now = this.now()
+    const until = input.until === undefined ? null : new Date(input.until)
+    if (until && until.getTime() <= now.getTime()) {
+      throw new ApiError('validation_failed', 'until must be in the future', { errors: [{ path: '/until', message: 'must be in the future' }] })
+    }
+    const reason = input.reason?.trim() || null
+    const ended = await this.deps.db.transaction(async tx => {
+      const suspended = await updateUser(tx, user.id, { suspendedAt: now, suspendedUntil: until, suspendedReason: reason, updatedAt: now })
+      const sessionsEnded = await this.deps.sessions.endAll(user.id, 'suspended', { ex: tx })
+      await this.deps.events.record(tx, 'account_suspended', user.id, source, { until: until?.toISOString() ?? null, reason, sessionsEnded })
+      await this.deps.events.notify(tx, user.email, 'account_suspended', { ...(until ? { until: until.toISOString() } : {}), ...(reason ? { reason } : {}) })
+      await this.deps.events.webhook(tx, 'user.suspended', suspended!)
+      return sessionsEnded
+    })
+    this.deps.events.queued()
+    return ended
+  }
+
+  /** Lifts a suspension (nothing to do when there is none). */
+  async unsuspend (userId: string, source: EventSource & { actorId: string }): Promise<void> {
+    const user = await this.target(userId)
+    const now = this.now()
+    await this.deps.db.transaction(async tx => {
+      const lifted = await updateUser(tx, user.id, { suspendedAt: null, suspendedUntil: null, suspendedReason: null, updatedAt: now })
+      await this.deps.events.record(tx, 'account_unsuspended', user.id, source, { wasSuspended: user.suspendedAt !== null })
+      await this.deps.events.webhook(tx, 'user.updated', lifted!)
+    })
+    this.deps.events.queued()
   }
 }

@@ -7,6 +7,8 @@ import { emailTokenFor, hashEmailToken, isWellFormedEmailToken } from '../mail/t
 import { insertEmailToken, lockUsableEmailToken, markEmailTokenUsed } from '../repositories/email-tokens.js'
 import { enqueueMail } from '../repositories/outbox.js'
 import { findUserById, updateUser } from '../repositories/users.js'
+import type { SecurityEvents } from './security-events.js'
+import type { ClientMeta } from './sessions.js'
 
 export interface EmailVerificationDeps {
   db: Database
@@ -15,6 +17,7 @@ export interface EmailVerificationDeps {
   mailSecret: Buffer
   /** Wakes the mail sender once a message is committed. */
   mailQueued: () => void
+  events: SecurityEvents
 }
 
 const verifyInvalid = () => new ApiError('verification_token_invalid', 'This verification link is not valid, was already used or has expired; ask for a new one')
@@ -45,7 +48,7 @@ export class EmailVerificationService {
   }
 
   /** Marks the address verified and spends the token. Returns the user's id. */
-  async verify (token: string): Promise<string> {
+  async verify (token: string, client: ClientMeta): Promise<string> {
     const { db } = this.deps
     if (!isWellFormedEmailToken(token)) throw verifyInvalid()
     const now = this.now()
@@ -53,10 +56,15 @@ export class EmailVerificationService {
       const row = await lockUsableEmailToken(tx, hashEmailToken(token), 'verify', now)
       if (!row) return null
       await markEmailTokenUsed(tx, row.token.id, now)
-      if (!row.user.emailVerifiedAt) await updateUser(tx, row.user.id, { emailVerifiedAt: now, updatedAt: now })
+      if (!row.user.emailVerifiedAt) {
+        const user = await updateUser(tx, row.user.id, { emailVerifiedAt: now, updatedAt: now })
+        await this.deps.events.record(tx, 'email_verified', row.user.id, client)
+        await this.deps.events.webhook(tx, 'user.updated', user!)
+      }
       return row.user.id
     })
     if (!userId) throw verifyInvalid()
+    this.deps.events.queued()
     return userId
   }
 

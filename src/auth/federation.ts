@@ -12,6 +12,7 @@ import {
 import { findUserByEmail, findUserById, insertUser } from '../repositories/users.js'
 import type { EmailVerificationService } from './email-verification.js'
 import { openidClient, providerUnavailable, type IdentityProviders } from './identity-providers.js'
+import type { EventSource, SecurityEvents } from './security-events.js'
 
 /** A flow (our state) lives ten minutes; our one-time code sixty seconds. */
 export const OAUTH_FLOW_TTL_MS = 10 * 60_000
@@ -40,6 +41,7 @@ export interface FederationServiceDeps {
   clock: Clock
   providers: IdentityProviders
   verification: EmailVerificationService
+  events: SecurityEvents
 }
 
 export const lastSignInMethod = () => new ApiError('last_sign_in_method', 'This is the only way left to sign in to this account: set a password (or add a passkey or another provider) first')
@@ -96,7 +98,7 @@ export class FederationService {
    * The provider's answer. A state that is unknown, spent, expired or another provider's is a 400 (no
    * redirect: nothing says where to); from then on every outcome is a redirect to the client's URI.
    */
-  async callback (providerId: string, query: Record<string, string | undefined>, rawQuery: string): Promise<CallbackOutcome> {
+  async callback (providerId: string, query: Record<string, string | undefined>, rawQuery: string, source: EventSource): Promise<CallbackOutcome> {
     const { db, providers } = this.deps
     const provider = providers.settings(providerId)
     const state = query.state
@@ -110,7 +112,7 @@ export class FederationService {
           : new ApiError('provider_error', `${provider.name} answered with an error`)
       }
       const claims = await this.exchange(provider, flow, state!, rawQuery)
-      return await this.conclude(provider, flow, claims)
+      return await this.conclude(provider, flow, claims, source)
     } catch (err) {
       if (!(err instanceof ApiError)) throw err
       return { redirect: this.clientRedirect(flow, { error: err.code }), refused: err, provider: provider.id, userId: flow.linkUserId ?? undefined }
@@ -149,27 +151,30 @@ export class FederationService {
   }
 
   /** Who the identity is here, linked or made as the contract says, and the redirect that tells the client. */
-  private async conclude (provider: OidcProviderSettings, flow: OauthFlow, claims: ProviderClaims): Promise<CallbackOutcome> {
-    const { db } = this.deps
+  private async conclude (provider: OidcProviderSettings, flow: OauthFlow, claims: ProviderClaims, source: EventSource): Promise<CallbackOutcome> {
+    const { db, events } = this.deps
     const now = this.now()
     if (flow.linkUserId) {
       const userId = flow.linkUserId
       const linked = await db.transaction(async tx => {
         const known = await findIdentity(tx, provider.id, claims.subject)
         if (known) return known.userId === userId
-        return !!await insertIdentity(tx, { id: uuidv7(now.getTime()), userId, provider: provider.id, subject: claims.subject, email: claims.email ?? null, createdAt: now })
+        const identity = await insertIdentity(tx, { id: uuidv7(now.getTime()), userId, provider: provider.id, subject: claims.subject, email: claims.email ?? null, createdAt: now })
+        if (identity) await events.record(tx, 'identity_linked', userId, source, { provider: provider.id, identityId: identity.id, linkedBy: 'signed_in_user' })
+        return !!identity
       })
       if (!linked) throw new ApiError('identity_taken', `This ${provider.name} account is linked to another account already`)
       return { redirect: this.clientRedirect(flow, { linked: provider.id }), event: 'identity_linked', userId, provider: provider.id, linkedBy: 'signed_in_user' }
     }
     let outcome: { user: User, event: 'identity_sign_in' | 'identity_sign_up' | 'identity_linked', queuedMail: boolean }
     try {
-      outcome = await db.transaction(async tx => this.resolveUser(tx, provider, claims, now))
+      outcome = await db.transaction(async tx => this.resolveUser(tx, provider, claims, now, source))
     } catch (err) {
       if (uniqueViolation(err) !== undefined) throw new ApiError('email_taken', 'An account with this email already exists', { cause: err })
       throw err
     }
     if (outcome.queuedMail) this.deps.verification.queued()
+    if (outcome.event === 'identity_sign_up') events.queued()
     const code = random(32)
     await insertOauthCode(db, {
       codeHash: sha256(code), userId: outcome.user.id, provider: provider.id, codeChallenge: flow.codeChallenge, createdAt: now, expiresAt: new Date(now.getTime() + OAUTH_CODE_TTL_MS),
@@ -183,7 +188,8 @@ export class FederationService {
     }
   }
 
-  private async resolveUser (tx: Executor, provider: OidcProviderSettings, claims: ProviderClaims, now: Date) {
+  private async resolveUser (tx: Executor, provider: OidcProviderSettings, claims: ProviderClaims, now: Date, source: EventSource) {
+    const { events } = this.deps
     const known = await findIdentity(tx, provider.id, claims.subject)
     if (known) {
       const user = await findUserById(tx, known.userId)
@@ -200,7 +206,8 @@ export class FederationService {
       if (!claims.emailVerified || !existing.emailVerifiedAt) {
         throw new ApiError('email_taken', 'An account with this email already exists: sign in to it and link this provider from there')
       }
-      await this.link(tx, existing.id, provider, claims, now)
+      const identityId = await this.link(tx, existing.id, provider, claims, now)
+      await events.record(tx, 'identity_linked', existing.id, source, { provider: provider.id, identityId, linkedBy: 'email' })
       return { user: existing, event: 'identity_linked' as const, queuedMail: false }
     }
     const user = await insertUser(tx, {
@@ -213,7 +220,9 @@ export class FederationService {
       createdAt: now,
       updatedAt: now,
     })
-    await this.link(tx, user.id, provider, claims, now)
+    const identityId = await this.link(tx, user.id, provider, claims, now)
+    await events.record(tx, 'register', user.id, source, { method: 'provider', provider: provider.id, identityId })
+    await events.webhook(tx, 'user.created', user)
     if (!claims.emailVerified) await this.deps.verification.queue(tx, user, now)
     return { user, event: 'identity_sign_up' as const, queuedMail: !claims.emailVerified }
   }
@@ -222,6 +231,7 @@ export class FederationService {
     const identity = await insertIdentity(tx, { id: uuidv7(now.getTime()), userId, provider: provider.id, subject: claims.subject, email: claims.email ?? null, createdAt: now, lastUsedAt: now })
     // another callback of the same identity won the race; this one changes nothing
     if (!identity) throw new ApiError('identity_taken', `This ${provider.name} account is linked to an account already`)
+    return identity.id
   }
 
   /** The client's redirect URI with our answer and the client's own state, untouched. */
@@ -250,7 +260,7 @@ export class FederationService {
   }
 
   /** Unlinks one of the user's identities; 409 last_sign_in_method when nothing else would sign them in. */
-  async unlink (userId: string, identityId: string): Promise<void> {
+  async unlink (userId: string, identityId: string, source: EventSource): Promise<void> {
     if (!isUuid(identityId)) throw new ApiError('not_found', 'No identity of yours has this id')
     const id = identityId.toLowerCase()
     await this.deps.db.transaction(async tx => {
@@ -258,6 +268,7 @@ export class FederationService {
       if (!methods?.identityIds.includes(id)) throw new ApiError('not_found', 'No identity of yours has this id')
       if (isLastSignInMethod(methods, id)) throw lastSignInMethod()
       await deleteIdentity(tx, userId, id)
+      await this.deps.events.record(tx, 'identity_unlinked', userId, source, { identityId: id })
     })
   }
 }

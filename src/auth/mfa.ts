@@ -12,6 +12,7 @@ import { findUserById } from '../repositories/users.js'
 import type { MfaMethod } from '../schemas/mfa.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { mfaTokenHash, newMfaToken, newRecoveryCode, normalizeRecoveryCode, RECOVERY_CODE_COUNT, type MfaSecrets } from './mfa-secrets.js'
+import type { EventSource, SecurityEvents } from './security-events.js'
 import type { Proof, SessionService } from './sessions.js'
 import { throttled } from './throttle.js'
 import { matchingStep, newTotpSecret, otpauthUrl, qrSvg, totpCode } from './totp.js'
@@ -28,6 +29,7 @@ export interface MfaServiceDeps {
   secrets: MfaSecrets
   /** The per-account sign-in count: each wrong code counts toward it. */
   throttle: AttemptThrottle
+  events: SecurityEvents
 }
 
 /** What proves the second factor: a TOTP code, a recovery code, or (management routes) either in `code`. */
@@ -63,8 +65,8 @@ export class MfaService {
    * Turns TOTP on with a code of the pending secret: ten recovery codes, this session raised to aal2, every
    * other session of the user ended (none of them proved the second factor).
    */
-  async confirm (caller: { userId: string, sessionId: string } & Proof, input: string): Promise<{ recoveryCodes: string[], otherSessionsEnded: number }> {
-    const { db, secrets, sessions } = this.deps
+  async confirm (caller: { userId: string, email: string, sessionId: string } & Proof, input: string, source: EventSource): Promise<{ recoveryCodes: string[], otherSessionsEnded: number }> {
+    const { db, secrets, sessions, events } = this.deps
     const now = this.now()
     const outcome = await db.transaction(async tx => {
       const factor = await findTotpFactor(tx, caller.userId)
@@ -81,9 +83,12 @@ export class MfaService {
       }
       await raiseSessionAssurance(tx, caller.sessionId, 'aal2', [...new Set([...caller.amr, 'otp'])])
       const otherSessionsEnded = await sessions.endAll(caller.userId, 'mfa_enabled', { exceptId: caller.sessionId, ex: tx })
+      await events.record(tx, 'mfa_enabled', caller.userId, source, { method: 'totp', otherSessionsEnded })
+      await events.notify(tx, caller.email, 'mfa_enabled')
       return { recoveryCodes: codes, otherSessionsEnded }
     })
     if (outcome instanceof ApiError) throw outcome
+    events.queued()
     return outcome
   }
 
@@ -113,8 +118,9 @@ export class MfaService {
    * spending. A wrong code counts toward the account's sign-in limit, like a wrong password; once it is
    * reached this answers 429 without checking.
    */
-  private async withSecondFactor<T> (userId: string, code: string, action: (tx: Executor) => Promise<T>) {
-    const { db, throttle, config } = this.deps
+  private async withSecondFactor<T> (user: { id: string, email: string }, code: string, source: EventSource, action: (tx: Executor) => Promise<T>) {
+    const { db, throttle, config, events } = this.deps
+    const userId = user.id
     const factor = await findTotpFactor(db, userId)
     if (!factor?.confirmedAt) throw notEnabled()
     const key = accountKey(userId)
@@ -122,35 +128,53 @@ export class MfaService {
     if (!gate.allowed) throw throttled(gate.retryAfterSeconds, config.rateLimit.loginAccount, 'Too many failed attempts for this account; try again later')
     const outcome = await db.transaction(async tx => {
       const proof = await this.verify(tx, userId, { either: code })
-      return proof && { proof, result: await action(tx) }
+      if (!proof) return undefined
+      if (proof.method === 'rec') {
+        await events.record(tx, 'recovery_code_used', userId, source, { recoveryCodesLeft: proof.recoveryCodesLeft })
+        await events.notify(tx, user.email, 'recovery_code_used', { recoveryCodesLeft: String(proof.recoveryCodesLeft ?? 0) })
+      }
+      return { proof, result: await action(tx) }
     })
     if (!outcome) throw codeInvalid()
     await throttle.clear(key)
+    events.queued()
     return outcome
   }
 
   /** Ten new recovery codes for a current code or an unused recovery code; the old ones are void. */
-  async regenerateRecoveryCodes (userId: string, code: string) {
+  async regenerateRecoveryCodes (user: { id: string, email: string }, code: string, source: EventSource) {
     const { codes, hashes } = this.newRecoveryCodes()
-    const { proof, result } = await this.withSecondFactor(userId, code, tx => replaceRecoveryCodes(tx, userId, hashes))
-    if (!result) throw notEnabled()
+    const { proof } = await this.withSecondFactor(user, code, source, async tx => {
+      if (!await replaceRecoveryCodes(tx, user.id, hashes)) throw notEnabled()
+      await this.deps.events.record(tx, 'recovery_codes_regenerated', user.id, source)
+      await this.deps.events.notify(tx, user.email, 'recovery_codes_regenerated')
+    })
     return { recoveryCodes: codes, method: proof.method }
   }
 
   /** TOTP and recovery codes removed, for a current code or an unused recovery code: back to one factor. */
-  async disable (userId: string, code: string) {
-    const { proof } = await this.withSecondFactor(userId, code, tx => deleteSecondFactors(tx, userId))
+  async disable (user: { id: string, email: string }, code: string, source: EventSource) {
+    const { proof } = await this.withSecondFactor(user, code, source, async tx => {
+      await deleteSecondFactors(tx, user.id)
+      await this.deps.events.record(tx, 'mfa_disabled', user.id, source, { method: 'totp' })
+      await this.deps.events.notify(tx, user.email, 'mfa_disabled')
+    })
     return { method: proof.method }
   }
 
   /** A lost device: an admin removes the user's second factors and ends their sessions. 404 for no such user. */
-  async reset (userId: string): Promise<{ removed: boolean, sessionsEnded: number }> {
+  async reset (userId: string, source: EventSource): Promise<{ removed: boolean, sessionsEnded: number }> {
     const user = isUuid(userId) ? await findUserById(this.deps.db, userId.toLowerCase()) : undefined
     if (!user) throw new ApiError('not_found', 'No user has this id')
-    return this.deps.db.transaction(async tx => ({
-      removed: await deleteSecondFactors(tx, user.id),
-      sessionsEnded: await this.deps.sessions.endAll(user.id, 'mfa_reset_by_admin', { ex: tx }),
-    }))
+    const outcome = await this.deps.db.transaction(async tx => {
+      const removed = await deleteSecondFactors(tx, user.id)
+      const sessionsEnded = await this.deps.sessions.endAll(user.id, 'mfa_reset_by_admin', { ex: tx })
+      await this.deps.events.record(tx, 'admin_mfa_reset', user.id, source, { removed, sessionsEnded })
+      if (removed) await this.deps.events.notify(tx, user.email, 'mfa_disabled')
+      return { removed, sessionsEnded }
+    })
+    this.deps.events.queued()
+    return outcome
   }
 
   /** The pause after a first factor: a single-use token for /login/mfa, and the methods it accepts. */

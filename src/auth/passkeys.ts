@@ -15,6 +15,7 @@ import { isLastSignInMethod, lockSignInMethods } from '../repositories/identitie
 import { findUserById } from '../repositories/users.js'
 import type { UserRow } from '../schemas/common.js'
 import { lastSignInMethod } from './federation.js'
+import type { EventSource, SecurityEvents } from './security-events.js'
 import type { Proof } from './sessions.js'
 
 // Loaded at the first ceremony: the library and its certificate-parsing dependencies hold memory that
@@ -31,7 +32,7 @@ export const WEBAUTHN_CHALLENGE_TTL_MS = 5 * 60_000
 const ALGORITHMS = [-8, -7, -257]
 const TRANSPORTS = new Set<string>(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb'])
 
-export interface PasskeyServiceDeps { db: Database, config: Config, clock: Clock }
+export interface PasskeyServiceDeps { db: Database, config: Config, clock: Clock, events: SecurityEvents }
 
 export interface PasskeyView { id: string, name: string, createdAt: string, lastUsedAt: string | null, backedUp: boolean, deviceType: 'singleDevice' | 'multiDevice' }
 const view = (p: Passkey): PasskeyView => ({
@@ -104,8 +105,9 @@ export class PasskeyService {
   }
 
   /** Verifies a registration answer to this user's challenge and keeps the new passkey. */
-  async register (userId: string, response: RegistrationResponseJSON, name: string | undefined): Promise<PasskeyView> {
-    const { db } = this.deps
+  async register (user: { id: string, email: string }, response: RegistrationResponseJSON, name: string | undefined, source: EventSource): Promise<PasskeyView> {
+    const { db, events } = this.deps
+    const userId = user.id
     const now = this.now()
     const expected = await this.expectations(response.response?.clientDataJSON, 'register', userId)
     if (!expected) throw invalidPasskey('The challenge of this response is not one issued to you for a registration, was used, or has expired: ask for new options')
@@ -118,19 +120,25 @@ export class PasskeyService {
     if (!verified.verified) throw invalidPasskey('The registration response did not verify')
     const info = verified.registrationInfo
     try {
-      const passkey = await insertPasskey(db, {
-        id: uuidv7(now.getTime()),
-        userId,
-        credentialId: info.credential.id,
-        publicKey: toB64(info.credential.publicKey),
-        counter: info.credential.counter,
-        // only the transports WebAuthn names: the list is the browser's, sent back in excludeCredentials
-        transports: (info.credential.transports ?? []).filter(tr => TRANSPORTS.has(tr)).slice(0, 8),
-        backedUp: info.credentialBackedUp,
-        deviceType: info.credentialDeviceType,
-        name: name?.trim() || 'Passkey',
-        createdAt: now,
+      const passkey = await db.transaction(async tx => {
+        const added = await insertPasskey(tx, {
+          id: uuidv7(now.getTime()),
+          userId,
+          credentialId: info.credential.id,
+          publicKey: toB64(info.credential.publicKey),
+          counter: info.credential.counter,
+          // only the transports WebAuthn names: the list is the browser's, sent back in excludeCredentials
+          transports: (info.credential.transports ?? []).filter(tr => TRANSPORTS.has(tr)).slice(0, 8),
+          backedUp: info.credentialBackedUp,
+          deviceType: info.credentialDeviceType,
+          name: name?.trim() || 'Passkey',
+          createdAt: now,
+        })
+        await events.record(tx, 'passkey_added', userId, source, { passkeyId: added.id, name: added.name })
+        await events.notify(tx, user.email, 'passkey_added', { name: added.name })
+        return added
       })
+      events.queued()
       return view(passkey)
     } catch (err) {
       if (uniqueViolation(err) !== undefined) {
@@ -157,7 +165,7 @@ export class PasskeyService {
    * Deletes one of the user's passkeys; the last one too when a password or an identity provider still
    * signs the user in (409 last_sign_in_method otherwise).
    */
-  async remove (userId: string, id: string): Promise<void> {
+  async remove (userId: string, id: string, source: EventSource): Promise<void> {
     if (!isUuid(id)) throw notFound()
     const passkeyId = id.toLowerCase()
     await this.deps.db.transaction(async tx => {
@@ -165,6 +173,7 @@ export class PasskeyService {
       if (!methods?.passkeyIds.includes(passkeyId)) throw notFound()
       if (isLastSignInMethod(methods, passkeyId)) throw lastSignInMethod()
       await deletePasskey(tx, passkeyId, userId)
+      await this.deps.events.record(tx, 'passkey_deleted', userId, source, { passkeyId })
     })
   }
 

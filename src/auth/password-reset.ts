@@ -9,7 +9,8 @@ import { enqueueMail } from '../repositories/outbox.js'
 import { updateUser } from '../repositories/users.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, hashPassword, normalizePassword } from './passwords.js'
-import type { SessionService } from './sessions.js'
+import type { SecurityEvents } from './security-events.js'
+import type { ClientMeta, SessionService } from './sessions.js'
 import { throttled } from './throttle.js'
 
 export interface PasswordResetDeps {
@@ -23,6 +24,7 @@ export interface PasswordResetDeps {
   signInThrottle: AttemptThrottle
   /** Wakes the mail sender once a message is committed. */
   mailQueued: () => void
+  events: SecurityEvents
 }
 
 const resetInvalid = () => new ApiError('reset_token_invalid', 'This reset link is not valid, was already used or has expired; ask for a new one')
@@ -45,8 +47,8 @@ export class PasswordResetService {
   }
 
   /** Sets the new password, spends the token and ends every session. Returns the user's id. */
-  async reset (token: string, newPassword: string): Promise<string> {
-    const { db, config, sessions } = this.deps
+  async reset (token: string, newPassword: string, client: ClientMeta): Promise<string> {
+    const { db, config, sessions, events } = this.deps
     if (!isWellFormedEmailToken(token)) throw resetInvalid()
     const tokenHash = hashEmailToken(token)
     const now = new Date(this.deps.clock())
@@ -63,10 +65,14 @@ export class PasswordResetService {
       await markEmailTokenUsed(tx, row.token.id, now)
       // following the link proved the mailbox is theirs
       await updateUser(tx, row.user.id, { passwordHash, updatedAt: now, emailVerifiedAt: row.user.emailVerifiedAt ?? now })
-      await sessions.endAll(row.user.id, 'password_reset', { ex: tx })
+      const sessionsEnded = await sessions.endAll(row.user.id, 'password_reset', { ex: tx })
+      await events.record(tx, 'password_reset', row.user.id, client, { sessionsEnded })
+      // once the new password is set, not at the request
+      await events.notify(tx, row.user.email, 'password_reset')
       return row.user.id
     })
     if (!userId) throw resetInvalid()
+    events.queued()
     // the owner proved control of the address: a lock from someone guessing the old password ends
     await this.deps.signInThrottle.clear(accountKey(userId))
     return userId

@@ -1,7 +1,7 @@
 import rateLimit from '@fastify/rate-limit'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { audit } from '../audit.js'
+import { audit, meta } from '../audit.js'
 import { ApiError } from '../errors.js'
 
 /**
@@ -11,6 +11,18 @@ import { ApiError } from '../errors.js'
  * request.ip is the socket address unless TRUST_PROXY names the proxies.
  */
 async function rateLimitPlugin (app: FastifyInstance) {
+  // A lock goes into the security history once per client and minute, not once per refused request (a
+  // flood would otherwise write a row per request).
+  const recorded = new Map<string, number>()
+  function recordLock (request: FastifyRequest, key: string) {
+    const now = app.clock()
+    if ((recorded.get(key) ?? 0) > now) return
+    if (recorded.size > 10_000) recorded.clear()
+    recorded.set(key, now + 60_000)
+    request.server.events.record(request.server.db, 'rate_limited', null, meta(request), { scope: 'ip', route: request.routeOptions.url ?? null })
+      .catch((err: unknown) => request.log.warn({ err: { message: (err as Error).message } }, 'the rate-limit lock was not recorded'))
+  }
+
   await app.register(rateLimit, {
     global: true,
     max: app.config.rateLimit.ip,
@@ -19,7 +31,10 @@ async function rateLimitPlugin (app: FastifyInstance) {
     // with REDIS_URL every instance shares the counters; while Redis is away only /login refuses (fail closed)
     ...(app.redis ? { redis: app.redis, nameSpace: `${app.config.redisKeyPrefix}rl:` } : {}),
     skipOnError: true,
-    onExceeded: request => audit(request, 'rate_limited', { route: request.routeOptions.url }),
+    onExceeded: (request, key) => {
+      audit(request, 'rate_limited', { route: request.routeOptions.url })
+      recordLock(request, key)
+    },
     errorResponseBuilder: (_request, context) =>
       new ApiError('too_many_requests', `Too many requests from this address; retry in ${context.after}`),
   })

@@ -47,22 +47,22 @@ async function servicesPlugin (app: FastifyInstance, opts: { signingKey: Signing
   const events = new SecurityEvents({ config, clock, queued: mailQueued })
   app.decorate('events', events)
   const sessions = new SessionService({ db, config, clock, accessTokens: tokens, refreshTokens: refreshTokens(opts.refreshSecrets), events })
-  const emailVerification = new EmailVerificationService({ db, config, clock, mailSecret: opts.signingKey.mailSecret, mailQueued })
+  const emailVerification = new EmailVerificationService({ db, config, clock, mailSecret: opts.signingKey.mailSecret, mailQueued, events })
   app.decorate('accessTokens', tokens)
   app.decorate('sessions', sessions)
   app.decorate('emailVerification', emailVerification)
-  const mfa = new MfaService({ db, config, clock, sessions, secrets: mfaSecrets(opts.mfaKey), throttle: signInThrottle })
+  const mfa = new MfaService({ db, config, clock, sessions, secrets: mfaSecrets(opts.mfaKey), throttle: signInThrottle, events })
   app.decorate('mfa', mfa)
-  const passkeys = new PasskeyService({ db, config, clock })
+  const passkeys = new PasskeyService({ db, config, clock, events })
   app.decorate('passkeys', passkeys)
   const identityProviders = new IdentityProviders({ config, clock })
-  const federation = new FederationService({ db, config, clock, providers: identityProviders, verification: emailVerification })
+  const federation = new FederationService({ db, config, clock, providers: identityProviders, verification: emailVerification, events })
   app.decorate('identityProviders', identityProviders)
   app.decorate('federation', federation)
   app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, passkeys, federation, events, throttle: signInThrottle }))
-  app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle }))
+  app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle, events }))
   app.decorate('passwordReset', new PasswordResetService({
-    db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued,
+    db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued, events,
   }))
   // computed now, so the first sign-in of an unknown account costs no more than any other
   await dummyHash()

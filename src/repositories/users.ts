@@ -25,7 +25,7 @@ export async function findUserByUsername (ex: Executor, username: string): Promi
   return user
 }
 
-export async function updateUser (ex: Executor, id: string, changes: Partial<Pick<NewUser, 'name' | 'username' | 'passwordHash' | 'role' | 'emailVerifiedAt' | 'updatedAt'>>): Promise<User | undefined> {
+export async function updateUser (ex: Executor, id: string, changes: Partial<Pick<NewUser, 'name' | 'username' | 'email' | 'passwordHash' | 'role' | 'emailVerifiedAt' | 'suspendedAt' | 'suspendedUntil' | 'suspendedReason' | 'updatedAt'>>): Promise<User | undefined> {
   const [user] = await ex.update(users).set(changes).where(eq(users.id, id)).returning()
   return user
 }
@@ -49,7 +49,15 @@ export async function listUsers (ex: Executor, options: { limit: number, cursor?
     options.emailPrefix ? like(users.email, `${escapeLike(options.emailPrefix.toLowerCase())}%`) : undefined,
   ]
   const page = await ex.select({
-    id: users.id, email: users.email, username: users.username, name: users.name, role: users.role, emailVerifiedAt: users.emailVerifiedAt, createdAt: users.createdAt,
+    id: users.id,
+    email: users.email,
+    username: users.username,
+    name: users.name,
+    role: users.role,
+    emailVerifiedAt: users.emailVerifiedAt,
+    createdAt: users.createdAt,
+    suspendedAt: users.suspendedAt,
+    suspendedUntil: users.suspendedUntil,
   }).from(users).where(and(...filters)).orderBy(asc(users.id)).limit(options.limit + 1)
   const more = page.length > options.limit
   const items = more ? page.slice(0, options.limit) : page

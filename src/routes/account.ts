@@ -1,12 +1,12 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { audit } from '../audit.js'
+import { audit, meta } from '../audit.js'
 import { ApiError } from '../errors.js'
 import { AccountDeletion, PageQuery, PasswordChange, ProfileChanges, SessionList, SessionParams } from '../schemas/account.js'
 import { described, Profile, problemResponses } from '../schemas/common.js'
 import { Me } from '../schemas/mfa.js'
-import { meta, normalizeIdentity } from './auth.js'
+import { normalizeIdentity, source } from './auth.js'
 
 const bearerOnly = [{ bearerAuth: [] }]
 const principal = (request: FastifyRequest) => request.principal!
@@ -51,7 +51,7 @@ export default async function accountRoutes (fastify: FastifyInstance) {
     },
   }, async (request) => {
     const { user, sessionId } = principal(request)
-    const profile = await accounts.updateProfile(user.id, request.body)
+    const profile = await accounts.updateProfile(user.id, request.body, source(request))
     audit(request, 'profile_updated', { userId: user.id, sessionId, fields: Object.keys(request.body) })
     return profile
   })
@@ -72,7 +72,7 @@ export default async function accountRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     const { user, sessionId, signedInAt } = principal(request)
-    const ended = await auditFailure(request, 'password_change_failed', () => accounts.changePassword({ userId: user.id, sessionId, signedInAt }, request.body))
+    const ended = await auditFailure(request, 'password_change_failed', () => accounts.changePassword({ userId: user.id, sessionId, signedInAt }, request.body, source(request)))
     audit(request, 'password_changed', { userId: user.id, sessionId, otherSessionsEnded: ended })
     return reply.code(204).send(null)
   })
@@ -95,7 +95,7 @@ export default async function accountRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     const { user, sessionId, signedInAt } = principal(request)
-    await auditFailure(request, 'account_delete_failed', () => accounts.deleteAccount({ userId: user.id, signedInAt }, request.body.currentPassword))
+    await auditFailure(request, 'account_delete_failed', () => accounts.deleteAccount({ userId: user.id, signedInAt }, request.body.currentPassword, source(request)))
     audit(request, 'account_deleted', { userId: user.id, sessionId })
     if (cookie.read(request) !== undefined) cookie.clear(reply)
     return reply.code(204).send(null)

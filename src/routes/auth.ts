@@ -2,8 +2,9 @@ import type { AuthenticationResponseJSON } from '@simplewebauthn/server'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { audit } from '../audit.js'
-import type { ClientMeta, IssuedTokens } from '../auth/sessions.js'
+import { audit, meta } from '../audit.js'
+import type { EventSource } from '../auth/security-events.js'
+import type { IssuedTokens } from '../auth/sessions.js'
 import { ApiError } from '../errors.js'
 import { bearerToken, unauthorized } from '../plugins/auth.js'
 import { LoginBody, LogoutBody, RefreshBody, RegisterBody, TokenResponse } from '../schemas/auth.js'
@@ -12,9 +13,10 @@ import { OauthTokenBody } from '../schemas/identities.js'
 import { LoginForbidden, LoginMfaBody } from '../schemas/mfa.js'
 import { PasskeySignIn, RequestOptions } from '../schemas/passkeys.js'
 
-export const meta = (request: FastifyRequest): ClientMeta => ({
-  ip: request.ip ?? null,
-  userAgent: request.headers['user-agent']?.slice(0, 512) ?? null,
+/** Where a security event comes from: the client and, when signed in, the session (and the admin acting). */
+export const source = (request: FastifyRequest): EventSource => ({
+  ...meta(request),
+  sessionId: request.principal?.sessionId ?? null,
 })
 
 /** Emails are trimmed and lower-cased, names trimmed, before the schema sees them. */

@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
-import { audit } from '../audit.js'
+import { audit, meta } from '../audit.js'
 import { described, problemResponses } from '../schemas/common.js'
 import { Accepted, FORGOT_ANSWER, ForgotBody, RESEND_ANSWER, ResetBody, VerifyBody } from '../schemas/email.js'
 import { normalizeIdentity } from './auth.js'
@@ -43,7 +43,7 @@ export default async function emailRoutes (fastify: FastifyInstance) {
       },
     },
   }, async (request, reply) => {
-    const userId = await passwordReset.reset(request.body.token, request.body.newPassword)
+    const userId = await passwordReset.reset(request.body.token, request.body.newPassword, meta(request))
     audit(request, 'password_reset', { userId })
     return reply.code(204).send(null)
   })
@@ -60,7 +60,7 @@ export default async function emailRoutes (fastify: FastifyInstance) {
       },
     },
   }, async (request, reply) => {
-    const userId = await emailVerification.verify(request.body.token)
+    const userId = await emailVerification.verify(request.body.token, meta(request))
     audit(request, 'email_verified', { userId })
     return reply.code(204).send(null)
   })

@@ -1,7 +1,8 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { audit } from '../audit.js'
+import { audit, meta } from '../audit.js'
+import { source } from './auth.js'
 import { ApiError } from '../errors.js'
 import { problemResponses } from '../schemas/common.js'
 import {
@@ -67,7 +68,7 @@ export default async function identityRoutes (fastify: FastifyInstance) {
       response: { 302: redirect('To the client\'s redirect URI'), ...problemResponses('oauth_state_invalid', 'not_found') },
     },
   }, async (request, reply) => {
-    const outcome = await federation.callback(request.params.id, request.query, rawQuery(request))
+    const outcome = await federation.callback(request.params.id, request.query, rawQuery(request), meta(request))
     if ('refused' in outcome) {
       audit(request, 'identity_refused', { provider: outcome.provider, userId: outcome.userId, code: outcome.refused.code })
     } else {
@@ -119,7 +120,7 @@ export default async function identityRoutes (fastify: FastifyInstance) {
   }, async (request, reply) => {
     const { user, sessionId } = request.principal!
     try {
-      await federation.unlink(user.id, request.params.identityId)
+      await federation.unlink(user.id, request.params.identityId, source(request))
     } catch (err) {
       if (err instanceof ApiError) audit(request, 'identity_unlink_refused', { userId: user.id, sessionId, code: err.code })
       throw err

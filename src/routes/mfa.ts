@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { audit } from '../audit.js'
+import { source } from './auth.js'
 import { ApiError } from '../errors.js'
 import { described, problemResponses } from '../schemas/common.js'
 import { RecoveryCodes, SecondFactorProof, TotpConfirmation, TotpEnrolment } from '../schemas/mfa.js'
@@ -57,7 +58,7 @@ export default async function mfaRoutes (fastify: FastifyInstance) {
     },
   }, async (request) => {
     const { user, sessionId, aal, amr } = request.principal!
-    const { recoveryCodes, otherSessionsEnded } = await auditCodeFailure(request, 'confirm', () => mfa.confirm({ userId: user.id, sessionId, aal, amr }, request.body.code))
+    const { recoveryCodes, otherSessionsEnded } = await auditCodeFailure(request, 'confirm', () => mfa.confirm({ userId: user.id, email: user.email, sessionId, aal, amr }, request.body.code, source(request)))
     audit(request, 'mfa_enabled', { ...who(request), otherSessionsEnded })
     return { recoveryCodes }
   })
@@ -77,7 +78,7 @@ export default async function mfaRoutes (fastify: FastifyInstance) {
       },
     },
   }, async (request) => {
-    const { recoveryCodes, method } = await auditCodeFailure(request, 'recovery-codes', () => mfa.regenerateRecoveryCodes(request.principal!.user.id, request.body.code))
+    const { recoveryCodes, method } = await auditCodeFailure(request, 'recovery-codes', () => mfa.regenerateRecoveryCodes(request.principal!.user, request.body.code, source(request)))
     if (method === 'rec') audit(request, 'mfa_recovery_code_used', { ...who(request), route: 'recovery-codes' })
     audit(request, 'mfa_recovery_codes_regenerated', who(request))
     return { recoveryCodes }
@@ -98,7 +99,7 @@ export default async function mfaRoutes (fastify: FastifyInstance) {
       },
     },
   }, async (request, reply) => {
-    const { method } = await auditCodeFailure(request, 'disable', () => mfa.disable(request.principal!.user.id, request.body.code))
+    const { method } = await auditCodeFailure(request, 'disable', () => mfa.disable(request.principal!.user, request.body.code, source(request)))
     if (method === 'rec') audit(request, 'mfa_recovery_code_used', { ...who(request), route: 'disable' })
     audit(request, 'mfa_disabled', who(request))
     return reply.code(204).send(null)

@@ -3,6 +3,7 @@ import type { RegistrationResponseJSON } from '@simplewebauthn/server'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { audit } from '../audit.js'
+import { source } from './auth.js'
 import { ApiError } from '../errors.js'
 import { described, problemResponses } from '../schemas/common.js'
 import { CreationOptions, PasskeyList, PasskeyParams, PasskeyRegistration, PasskeyRename, PasskeyView } from '../schemas/passkeys.js'
@@ -48,7 +49,7 @@ export default async function passkeyRoutes (fastify: FastifyInstance) {
     },
   }, async (request, reply) => {
     try {
-      const passkey = await passkeys.register(request.principal!.user.id, request.body.response as unknown as RegistrationResponseJSON, request.body.name)
+      const passkey = await passkeys.register(request.principal!.user, request.body.response as unknown as RegistrationResponseJSON, request.body.name, source(request))
       audit(request, 'passkey_registered', { ...who(request), passkeyId: passkey.id, deviceType: passkey.deviceType })
       return reply.code(201).send(passkey)
     } catch (err) {
@@ -97,7 +98,7 @@ export default async function passkeyRoutes (fastify: FastifyInstance) {
       response: { 204: Type.Null({ description: 'Removed' }), ...problemResponses(400, 401, 'mfa_step_up_required', 'not_found', 'last_sign_in_method', 413, 415) },
     },
   }, async (request, reply) => {
-    await passkeys.remove(request.principal!.user.id, request.params.id)
+    await passkeys.remove(request.principal!.user.id, request.params.id, source(request))
     audit(request, 'passkey_deleted', { ...who(request), passkeyId: request.params.id.toLowerCase() })
     return reply.code(204).send(null)
   })

@@ -2,7 +2,7 @@ import { Type, type Static } from 'typebox'
 import { NO_NUL, nullable, Role } from './common.js'
 
 const userExample = {
-  id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', role: 'user', emailVerified: false, createdAt: '2026-11-23T11:28:39.506Z',
+  id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', role: 'user', emailVerified: false, createdAt: '2026-11-23T11:28:39.506Z', suspended: false, suspendedUntil: null,
 }
 
 export const AdminUser = Type.Object({
@@ -13,6 +13,8 @@ export const AdminUser = Type.Object({
   role: Role,
   emailVerified: Type.Boolean(),
   createdAt: Type.String({ format: 'date-time' }),
+  suspended: Type.Boolean({ description: 'Suspended now: no sign-in until lifted or until suspendedUntil' }),
+  suspendedUntil: nullable(Type.String({ format: 'date-time', description: 'When the suspension ends by itself; null when indefinite or not suspended' })),
 })
 export type AdminUserView = Static<typeof AdminUser>
 
@@ -28,3 +30,8 @@ export const UserQuery = Type.Object({
 }, { additionalProperties: false })
 
 export const UserParams = Type.Object({ id: Type.String({ description: 'User id', examples: [userExample.id] }) })
+
+export const Suspension = Type.Object({
+  until: Type.Optional(Type.String({ format: 'date-time', description: 'When it ends by itself (ISO time, in the future); indefinite without it' })),
+  reason: Type.Optional(Type.String({ maxLength: 500, pattern: NO_NUL, description: 'Shown in the notice to the user and in the security history' })),
+}, { additionalProperties: false, examples: [{ until: '2027-01-01T00:00:00Z', reason: 'Reported for abuse' }] })
