@@ -29,6 +29,7 @@ import healthRoutes from './routes/health.js'
 import mfaRoutes from './routes/mfa.js'
 import passkeyRoutes from './routes/passkeys.js'
 import identityRoutes from './routes/identities.js'
+import securityEventRoutes from './routes/security-events.js'
 import wellKnownRoutes from './routes/well-known.js'
 
 declare module 'fastify' {
@@ -138,6 +139,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   await app.register(mfaRoutes)
   await app.register(passkeyRoutes)
   await app.register(identityRoutes)
+  await app.register(securityEventRoutes)
   await app.register(adminRoutes)
   await app.register(emailRoutes)
   if (config.env !== 'production') await app.register(demoRoutes)

@@ -9,7 +9,7 @@ import { softAuthenticator } from './webauthn-authenticator.js'
 
 const DAY = 24 * 3600_000
 const STEP = 30_000
-const rules = { attemptWindowMs: LOGIN_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES }
+const rules = { attemptWindowMs: LOGIN_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES, auditRetentionDays: 90 }
 const prune = async (atMs: number) => pruneExpired((await testDatabase()).db, new Date(atMs), rules)
 
 t.test('purges ended sessions and stale counts, keeps everything still usable', async t => {

@@ -1,5 +1,6 @@
 /* global location, history */
-// /reset-password?token=… asks for a new password; /verify-email?token=… verifies at once.
+// /reset-password?token=… asks for a new password; /verify-email?token=… verifies at once, and
+// /confirm-email?token=… makes the new address the account's.
 // The token leaves the address bar before anything else happens, so it is not kept in history.
 const token = new URLSearchParams(location.search).get('token') ?? ''
 history.replaceState(null, '', location.pathname)
@@ -17,6 +18,11 @@ if (location.pathname === '/verify-email') {
   title.textContent = 'Verify your email address'
   post('/email/verify', { token }).then(error => {
     result.textContent = error ?? 'Your email address is verified. You can close this page.'
+  })
+} else if (location.pathname === '/confirm-email') {
+  title.textContent = 'Confirm your new email address'
+  post('/email/change/confirm', { token }).then(error => {
+    result.textContent = error ?? 'This is now the email address of your account; every other session has been signed out. You can close this page.'
   })
 } else {
   title.textContent = 'Choose a new password'

@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
-import type { Database } from '../db/client.js'
+import { uniqueViolation, type Database } from '../db/client.js'
 import { ApiError } from '../errors.js'
 import { isUuid } from '../ids.js'
-import { deleteUser, findUserById, listUsers, updateUser } from '../repositories/users.js'
+import { emailTokenFor, hashEmailToken, isWellFormedEmailToken } from '../mail/tokens.js'
+import { insertEmailToken, lockUsableEmailToken, markEmailTokenUsed, voidEmailTokens } from '../repositories/email-tokens.js'
+import { enqueueMail } from '../repositories/outbox.js'
+import { deleteUser, findUserByEmail, findUserById, listUsers, updateUser } from '../repositories/users.js'
 import type { AdminUserView } from '../schemas/admin.js'
 import { toProfile, type Profile } from '../schemas/common.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
@@ -24,7 +28,11 @@ export interface AccountServiceDeps {
   /** The per-account sign-in count: a wrong current password counts toward it. */
   throttle: AttemptThrottle
   events: SecurityEvents
+  /** the key email links are derived with */
+  mailSecret: Buffer
 }
+
+const changeInvalid = () => new ApiError('email_change_token_invalid', 'This link is not valid, was already used, was replaced by a newer one or has expired; ask for a new one')
 
 /** A signed-in user managing their own account, and an admin managing others. */
 export class AccountService {
@@ -120,6 +128,74 @@ export class AccountService {
       await this.deps.events.record(tx, 'account_deleted', caller.userId, source)
     })
     this.deps.events.queued()
+  }
+
+  /**
+   * Asks to change the email: a link to the new address (single use, EMAIL_CHANGE_TOKEN_TTL, voiding older
+   * ones) and a notice to the current one naming the new. The same answer when the new address is taken,
+   * then with no link (and nothing to that address): nobody learns whose address it is.
+   */
+  async requestEmailChange (caller: { userId: string, signedInAt: Date }, input: { newEmail: string, currentPassword?: string | undefined }, source: EventSource): Promise<void> {
+    const { db, config, events, mailSecret } = this.deps
+    const user = await this.confirmOwner(caller.userId, input.currentPassword, caller.signedInAt)
+    const newEmail = input.newEmail.trim().toLowerCase()
+    if (newEmail === user.email) {
+      throw new ApiError('validation_failed', 'This is already the email address of the account', { errors: [{ path: '/newEmail', message: 'is the current address' }] })
+    }
+    const now = this.now()
+    await db.transaction(async tx => {
+      const taken = await findUserByEmail(tx, newEmail)
+      const id = randomUUID()
+      // made whether or not the address is free: it voids older links either way
+      await insertEmailToken(tx, {
+        id,
+        userId: user.id,
+        purpose: 'email_change',
+        tokenHash: hashEmailToken(emailTokenFor(mailSecret, id)),
+        newEmail,
+        requestedAt: now,
+        expiresAt: new Date(now.getTime() + config.mail.emailChangeTtl * 1000),
+      })
+      if (!taken) await enqueueMail(tx, { id: randomUUID(), kind: 'email_change', recipient: newEmail, tokenId: id, now })
+      await events.notify(tx, user.email, 'email_change_requested', { newEmail })
+      await events.record(tx, 'email_change_requested', user.id, source, { newEmail })
+    })
+    events.queued()
+  }
+
+  /**
+   * Follows an email change link: the new address becomes the account's (verified), every session ends
+   * but the confirming one (when the request carries that user's token), the links sent to the old
+   * address die, and the old address gets a last notice. 409 email_taken if someone took it meanwhile.
+   */
+  async confirmEmailChange (token: string, caller: { userId: string, sessionId: string } | null, client: EventSource): Promise<{ userId: string, sessionsEnded: number }> {
+    const { db, events } = this.deps
+    if (!isWellFormedEmailToken(token)) throw changeInvalid()
+    const now = this.now()
+    let outcome
+    try {
+      outcome = await db.transaction(async tx => {
+        const row = await lockUsableEmailToken(tx, hashEmailToken(token), 'email_change', now)
+        if (!row?.token.newEmail) return null
+        const { user } = row
+        const newEmail = row.token.newEmail
+        await markEmailTokenUsed(tx, row.token.id, now)
+        const changed = await updateUser(tx, user.id, { email: newEmail, emailVerifiedAt: now, updatedAt: now })
+        await voidEmailTokens(tx, user.id, ['reset', 'verify'], now)
+        const exceptId = caller?.userId === user.id ? caller.sessionId : undefined
+        const sessionsEnded = await this.deps.sessions.endAll(user.id, 'email_changed', { exceptId, ex: tx })
+        await events.record(tx, 'email_changed', user.id, { ...client, sessionId: exceptId ?? null }, { previousEmail: user.email, newEmail, sessionsEnded })
+        await events.notify(tx, user.email, 'email_changed', { newEmail })
+        await events.webhook(tx, 'user.updated', changed!)
+        return { userId: user.id, sessionsEnded }
+      })
+    } catch (err) {
+      if (uniqueViolation(err) !== undefined) throw new ApiError('email_taken', 'Another account took this email address meanwhile', { cause: err })
+      throw err
+    }
+    if (!outcome) throw changeInvalid()
+    events.queued()
+    return outcome
   }
 
   async listUsers (options: { limit: number, cursor?: string | undefined, email?: string | undefined }) {

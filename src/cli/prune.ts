@@ -9,7 +9,7 @@ const config = loadConfig(process.env)
 const handle = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, max: 1 })
 try {
   await handle.migrate()
-  const removed = await pruneExpired(handle.db, new Date(), { attemptWindowMs: LONGEST_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES })
+  const removed = await pruneExpired(handle.db, new Date(), { attemptWindowMs: LONGEST_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES, auditRetentionDays: config.auditRetentionDays })
   console.log(JSON.stringify({ removed }))
 } finally {
   await handle.close()

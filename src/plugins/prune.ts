@@ -13,7 +13,7 @@ async function prunePlugin (app: FastifyInstance) {
     if (running) return
     running = true
     try {
-      const removed = await pruneExpired(app.db, new Date(app.clock()), { attemptWindowMs: LONGEST_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES })
+      const removed = await pruneExpired(app.db, new Date(app.clock()), { attemptWindowMs: LONGEST_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES, auditRetentionDays: app.config.auditRetentionDays })
       app.log.info({ removed }, 'pruned ended sessions, stale attempt counts, unusable mfaTokens and expired passkey challenges')
     } catch (err) {
       app.log.warn({ err: { message: (err as Error).message } }, 'prune failed; will try again')

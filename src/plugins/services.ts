@@ -60,7 +60,7 @@ async function servicesPlugin (app: FastifyInstance, opts: { signingKey: Signing
   app.decorate('identityProviders', identityProviders)
   app.decorate('federation', federation)
   app.decorate('signIn', new SignInService({ db, config, clock, sessions, verification: emailVerification, mfa, passkeys, federation, events, throttle: signInThrottle }))
-  app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle, events }))
+  app.decorate('accounts', new AccountService({ db, config, clock, sessions, throttle: signInThrottle, events, mailSecret: opts.signingKey.mailSecret }))
   app.decorate('passwordReset', new PasswordResetService({
     db, config, clock, sessions, requestThrottle: attempts(config.rateLimit.forgot, FORGOT_WINDOW_MS), signInThrottle, mailQueued, events,
   }))

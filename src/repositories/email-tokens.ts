@@ -1,4 +1,4 @@
-import { and, eq, gt, isNull, sql } from 'drizzle-orm'
+import { and, eq, gt, inArray, isNull, sql } from 'drizzle-orm'
 import type { Executor } from '../db/client.js'
 import { emailTokens, users, type EmailTokenPurpose } from '../db/schema.js'
 
@@ -20,7 +20,7 @@ const usable = (now: Date) => and(isNull(emailTokens.usedAt), gt(emailTokens.exp
  * expired, and the newest of its user and purpose (a newer request voids older tokens).
  */
 export async function lockUsableEmailToken (ex: Executor, tokenHash: string, purpose: EmailTokenPurpose, now: Date) {
-  const [row] = await ex.select({ token: { id: emailTokens.id }, user: users })
+  const [row] = await ex.select({ token: { id: emailTokens.id, newEmail: emailTokens.newEmail }, user: users })
     .from(emailTokens)
     .innerJoin(users, eq(users.id, emailTokens.userId))
     .where(and(eq(emailTokens.tokenHash, tokenHash), eq(emailTokens.purpose, purpose), usable(now)))
@@ -38,4 +38,10 @@ export async function isEmailTokenUsable (ex: Executor, id: string, now: Date): 
 
 export async function markEmailTokenUsed (ex: Executor, id: string, now: Date): Promise<void> {
   await ex.update(emailTokens).set({ usedAt: now }).where(eq(emailTokens.id, id))
+}
+
+/** Spends every unused link of a user but the given purposes' (an email change voids the links sent to the old address). */
+export async function voidEmailTokens (ex: Executor, userId: string, purposes: EmailTokenPurpose[], now: Date): Promise<void> {
+  await ex.update(emailTokens).set({ usedAt: now })
+    .where(and(eq(emailTokens.userId, userId), isNull(emailTokens.usedAt), inArray(emailTokens.purpose, purposes)))
 }

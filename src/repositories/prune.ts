@@ -22,6 +22,8 @@ export interface PruneRules {
   attemptWindowMs: number
   /** Wrong codes that void an mfaToken. */
   mfaChallengeMaxFailures: number
+  /** AUDIT_RETENTION_DAYS: older security history goes */
+  auditRetentionDays: number
 }
 
 /**
@@ -53,5 +55,11 @@ export async function pruneExpired (db: Database, now: Date, rules: PruneRules) 
     delete from oauth_flows where state_hash in (select state_hash from oauth_flows where expires_at < ${at}::timestamptz limit ${BATCH})`)
   const oauthCodes = await deleteInBatches(db, () => sql`
     delete from oauth_codes where code_hash in (select code_hash from oauth_codes where expires_at < ${at}::timestamptz limit ${BATCH})`)
-  return { sessions, throttles, mfaChallenges, webauthnChallenges, oauthFlows, oauthCodes }
+  const keptFrom = new Date(now.getTime() - rules.auditRetentionDays * 86_400_000).toISOString()
+  const auditEvents = await deleteInBatches(db, () => sql`
+    delete from audit_events where id in (select id from audit_events where at < ${keptFrom}::timestamptz limit ${BATCH})`)
+  // delivered or given-up mail and webhooks, a day after they finished
+  const outbox = await deleteInBatches(db, () => sql`
+    delete from outbox where id in (select id from outbox where status <> 'pending' and finished_at < ${ended}::timestamptz limit ${BATCH})`)
+  return { sessions, throttles, mfaChallenges, webauthnChallenges, oauthFlows, oauthCodes, auditEvents, outbox }
 }

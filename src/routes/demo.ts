@@ -60,7 +60,7 @@ export default async function demoRoutes (app: FastifyInstance) {
   // where the links in emails land while APP_URL is this server (development)
   const links = readFileSync(new URL('links.html', dir))
   const linksJs = readFileSync(new URL('links.js', dir))
-  for (const path of ['/reset-password', '/verify-email']) {
+  for (const path of ['/reset-password', '/verify-email', '/confirm-email']) {
     app.get(path, { schema: { hide: true } }, async (_request, reply) =>
       reply.type('text/html; charset=utf-8').header('content-security-policy', csp).send(links))
   }

@@ -2,9 +2,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { audit, meta } from '../audit.js'
+import { ApiError } from '../errors.js'
 import { described, problemResponses } from '../schemas/common.js'
-import { Accepted, FORGOT_ANSWER, ForgotBody, RESEND_ANSWER, ResetBody, VerifyBody } from '../schemas/email.js'
-import { normalizeIdentity } from './auth.js'
+import { Accepted, EMAIL_CHANGE_ANSWER, EmailChangeBody, EmailChangeConfirmBody, FORGOT_ANSWER, ForgotBody, RESEND_ANSWER, ResetBody, VerifyBody } from '../schemas/email.js'
+import { bearerToken } from '../plugins/auth.js'
+import { normalizeIdentity, source } from './auth.js'
 
 /** Password reset and email verification: the links in the emails land here. */
 export default async function emailRoutes (fastify: FastifyInstance) {
@@ -80,5 +82,59 @@ export default async function emailRoutes (fastify: FastifyInstance) {
     const queued = await emailVerification.resend(user.id)
     audit(request, 'verification_resent', { userId: user.id, sessionId, queued })
     return reply.code(202).send(RESEND_ANSWER)
+  })
+
+  app.post('/me/email', {
+    onRequest: [app.authenticate],
+    schema: {
+      tags: ['email'],
+      operationId: 'changeEmail',
+      summary: 'Change the email address (a link goes to the new one)',
+      description: 'Always 202 once the password is right: the new address gets a link to APP_URL/confirm-email?token=… (single use, EMAIL_CHANGE_TOKEN_TTL; a newer request voids it), the current one a notice naming the new. An address another account has gets no link, and the answer is the same. A wrong current password counts toward the per-account sign-in limit. An account without a password leaves currentPassword out and needs a sign-in within the last 10 minutes.',
+      security: [{ bearerAuth: [] }],
+      body: EmailChangeBody,
+      response: {
+        202: described(Accepted, 'Accepted: follow the link sent to the new address', [EMAIL_CHANGE_ANSWER]),
+        ...problemResponses(400, 401, 'current_password_incorrect', 'reauthentication_required', 413, 415),
+      },
+    },
+  }, async (request, reply) => {
+    const { user, sessionId, signedInAt } = request.principal!
+    try {
+      await app.accounts.requestEmailChange({ userId: user.id, signedInAt }, request.body, source(request))
+    } catch (err) {
+      if (err instanceof ApiError) audit(request, 'email_change_failed', { userId: user.id, sessionId, code: err.code })
+      throw err
+    }
+    audit(request, 'email_change_requested', { userId: user.id, sessionId })
+    return reply.code(202).send(EMAIL_CHANGE_ANSWER)
+  })
+
+  app.post('/email/change/confirm', {
+    schema: {
+      tags: ['email'],
+      operationId: 'confirmEmailChange',
+      summary: 'Confirm a change of email address with the token from the email',
+      description: 'No bearer token needed (the link may be opened on another device). The new address becomes the account\'s, verified; every session ends except the confirming one when the request carries that user\'s bearer token; the old address gets a last notice.',
+      security: [{ bearerAuth: [] }, {}],
+      body: EmailChangeConfirmBody,
+      response: {
+        204: Type.Null({ description: 'The email address is changed' }),
+        ...problemResponses('email_change_token_invalid', 'email_taken', 413, 415),
+      },
+    },
+  }, async (request, reply) => {
+    // a bearer token is optional here: a bad one is as good as none
+    let caller: { userId: string, sessionId: string } | null = null
+    const token = bearerToken(request)
+    if (token) {
+      try {
+        const claims = app.verifyAccessToken(token)
+        caller = { userId: claims.sub, sessionId: claims.sid }
+      } catch {}
+    }
+    const { userId, sessionsEnded } = await app.accounts.confirmEmailChange(request.body.token, caller, meta(request))
+    audit(request, 'email_changed', { userId, sessionsEnded })
+    return reply.code(204).send(null)
   })
 }
