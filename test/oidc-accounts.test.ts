@@ -101,6 +101,11 @@ t.test('linking while signed in: authorizeUrl, then the callback links and redir
   assertProblem(t, await start({ redirectUri: WEB }), 400, 'validation_failed')
   assertProblem(t, await start({ ...good, codeChallenge: 'plain-text-challenge' }), 400, 'validation_failed')
   assertProblem(t, await app.inject({ url: '/me/identities' }), 401, 'invalid_token')
+
+  // a provider that gives no email can still be linked to a signed-in account
+  const anonymous = person(op, { email: undefined, email_verified: undefined })
+  t.same(Object.fromEntries((await link(app, op, other.accessToken, anonymous.sub)).location.searchParams), { linked: 'test' })
+  t.match(await listIdentities(app, other.accessToken), [{ provider: 'test', email: null }])
 })
 
 t.test('unlink: 204, but never the last way to sign in; another\'s, unknown or malformed ids are 404', async t => {

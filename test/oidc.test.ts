@@ -308,6 +308,12 @@ t.test('the provider\'s own answers: access_denied is provider_denied; an iss th
   t.same(await identitiesOf(someone.sub), [])
   t.match(auditLines(app, 'identity_refused'), [{ provider: 'test', code: 'provider_denied' }])
 
+  // any other error of the provider
+  const ours = new URL(String((await authorize(app, 'test', { state: 'e' })).headers.location)).searchParams.get('state')!
+  const failed = await app.inject({ url: `/oauth/test/callback?error=temporarily_unavailable&error_description=later&state=${ours}` })
+  assertRedirect(t, failed)
+  assertAnswer(t, new URL(String(failed.headers.location)), WEB, { error: 'provider_error', state: 'e' })
+
   // RFC 9207: the iss of the answer is checked when present
   op.signInAs = someone.sub
   const back = await op.follow(String((await authorize(app, 'test', { state: 'i' })).headers.location))
