@@ -110,7 +110,7 @@ t.test('linking while signed in: authorizeUrl, then the callback links and redir
 
 t.test('unlink: 204, but never the last way to sign in; another\'s, unknown or malformed ids are 404', async t => {
   const app = await oidcApp(t)
-  const { someone, tokens } = await providerAccount(app)
+  const { tokens } = await providerAccount(app)
   const [only] = await listIdentities(app, tokens.accessToken)
 
   // the only way to sign in
@@ -128,7 +128,6 @@ t.test('unlink: 204, but never the last way to sign in; another\'s, unknown or m
   t.match(auditLines(app, 'identity_unlinked').at(-1), { userId: tokens.user.id, identityId: only!.id })
   const [left] = await listIdentities(app, tokens.accessToken)
   assertProblem(t, await unlink(app, tokens.accessToken, left!.id), 409, 'last_sign_in_method')
-  t.notOk(someone.sub === second.sub)
 
   // a password: the last identity may go
   t.equal((await call(app, 'POST', '/me/password', tokens.accessToken, { newPassword: 'a first password for this account' })).statusCode, 204)
