@@ -242,3 +242,70 @@ t.test('REQUIRE_EMAIL_VERIFICATION: an unverified provider email gets no session
   const verified = person(op)
   t.ok((await signInWith(app, op, verified.sub)).tokens.accessToken, 'a verified one signs in')
 })
+
+t.test('an account made from an unverified provider email: the reset of its mailbox owner unlinks that identity, a vouched one stays', async t => {
+  const app = await oidcApp(t)
+  // someone signs in with an email the provider does not vouch for: a new, unverified account
+  const squatter = person(op, { email_verified: false })
+  const made = await signInWith(app, op, squatter.sub)
+  const userId = made.tokens.user.id
+  t.same((await identitiesOfUser(userId)).map(i => i.subject), [squatter.sub])
+  // the owner of the mailbox resets the password
+  t.equal((await forgotPassword(app, squatter.email!)).statusCode, 202)
+  t.equal((await resetPassword(app, await mailedToken(app, squatter.email!, RESET), 'the real owner of this mailbox')).statusCode, 204)
+  t.same(await identitiesOfUser(userId), [], 'the unvouched identity is unlinked')
+  // the provider account comes back: its unverified claim to the owner's address links nothing
+  const again = await flow(app, op, squatter.sub)
+  t.equal(again.location.searchParams.get('error'), 'email_taken')
+  t.equal(again.location.searchParams.get('code'), null)
+  t.same(await identitiesOfUser(userId), [])
+})
+
+t.test('a vouched identity survives a password reset', async t => {
+  const app = await oidcApp(t)
+  const someone = person(op)
+  const made = await signInWith(app, op, someone.sub)
+  t.equal((await forgotPassword(app, someone.email!)).statusCode, 202)
+  t.equal((await resetPassword(app, await mailedToken(app, someone.email!, RESET), 'a password set by a reset')).statusCode, 204)
+  t.same((await identitiesOfUser(made.tokens.user.id)).map(i => i.subject), [someone.sub])
+  const back = await signInWith(app, op, someone.sub)
+  t.equal(back.tokens.user.id, made.tokens.user.id)
+})
+
+t.test('a failure of ours at the callback still goes back to the client, as error=internal_error', async t => {
+  const app = await oidcApp(t)
+  const someone = person(op, { email_verified: false })
+  const { verifier: _v, challenge } = pkce()
+  const start = await app.inject({ method: 'GET', url: `/oauth/test/authorize?redirect_uri=${encodeURIComponent(WEB)}&code_challenge=${challenge}&code_challenge_method=S256&state=s1` })
+  op.signInAs = someone.sub
+  const back = await op.follow(String(start.headers.location))
+  // the verification mail of the new account cannot be queued
+  await rows(sql`alter table outbox add constraint outbox_refuse_all check (false) not valid`)
+  t.teardown(() => rows(sql`alter table outbox drop constraint if exists outbox_refuse_all`))
+  const res = await app.inject({ method: 'GET', url: back.pathname + back.search })
+  t.equal(res.statusCode, 302)
+  const to = new URL(String(res.headers.location))
+  t.equal(to.origin + to.pathname, WEB)
+  t.equal(to.searchParams.get('error'), 'internal_error')
+  t.equal(to.searchParams.get('state'), 's1')
+  t.same(await rows(sql`select 1 from users where email = ${someone.email}`), [], 'nothing was made')
+  t.ok(app.logs.some(l => l.includes('identity-provider callback failed')), 'the cause is logged')
+})
+
+t.test('two first sign-ins of one new identity at once: both sign in, to one account', async t => {
+  const app = await oidcApp(t)
+  const someone = person(op)
+  const flows = await Promise.all([0, 1].map(async () => {
+    const { verifier, challenge } = pkce()
+    const start = await app.inject({ method: 'GET', url: `/oauth/test/authorize?redirect_uri=${encodeURIComponent(WEB)}&code_challenge=${challenge}&code_challenge_method=S256` })
+    op.signInAs = someone.sub
+    return { verifier, back: await op.follow(String(start.headers.location)) }
+  }))
+  const answers = await Promise.all(flows.map(f => app.inject({ method: 'GET', url: f.back.pathname + f.back.search })))
+  const codes = answers.map(a => new URL(String(a.headers.location)).searchParams.get('code'))
+  t.ok(codes.every(Boolean), `both got a code (${answers.map(a => a.headers.location).join(' ')})`)
+  const tokens = await Promise.all(codes.map((code, i) => exchange(app, { code, codeVerifier: flows[i]!.verifier })))
+  t.same(tokens.map(r => r.statusCode), [200, 200])
+  t.equal(new Set(tokens.map(r => (r.json() as TokenBody).user.id)).size, 1, 'one account')
+  t.equal((await rows(sql`select 1 from identities where subject = ${someone.sub}`)).length, 1)
+})

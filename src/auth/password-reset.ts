@@ -6,6 +6,7 @@ import { ApiError } from '../errors.js'
 import { hashEmailToken, isWellFormedEmailToken } from '../mail/tokens.js'
 import { lockUsableEmailToken, markEmailTokenUsed } from '../repositories/email-tokens.js'
 import { enqueueMail } from '../repositories/outbox.js'
+import { deleteUnvouchedIdentities } from '../repositories/identities.js'
 import { updateUser } from '../repositories/users.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, hashPassword, normalizePassword } from './passwords.js'
@@ -64,6 +65,9 @@ export class PasswordResetService {
       // following the link proved the mailbox is theirs
       await updateUser(tx, row.user.id, { passwordHash, updatedAt: now, emailVerifiedAt: row.user.emailVerifiedAt ?? now })
       await sessions.endAll(row.user.id, 'password_reset', { ex: tx })
+      // Whoever made this account through a provider that did not vouch for the address (before its
+      // owner came to reset the password) must not keep a way in: such identities are unlinked.
+      await deleteUnvouchedIdentities(tx, row.user.id)
       return row.user.id
     })
     if (!userId) throw resetInvalid()

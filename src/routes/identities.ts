@@ -77,6 +77,8 @@ export default async function identityRoutes (fastify: FastifyInstance) {
     }
     if ('refused' in outcome) {
       audit(request, 'identity_refused', { provider: outcome.provider, userId: outcome.userId, code: outcome.refused.code })
+      // ours, not the provider's: logged whole (errors are serialized without their query parameters)
+      if (outcome.refused.code === 'internal_error') request.log.error({ err: outcome.refused.cause }, 'identity-provider callback failed')
     } else {
       audit(request, outcome.event, { provider: outcome.provider, userId: outcome.userId, ...(outcome.linkedBy ? { linkedBy: outcome.linkedBy } : {}) })
     }
