@@ -4,6 +4,7 @@ CREATE TABLE "identities" (
 	"provider" text NOT NULL,
 	"subject" text NOT NULL,
 	"email" text,
+	"email_verified" boolean NOT NULL,
 	"created_at" timestamp with time zone NOT NULL,
 	"last_used_at" timestamp with time zone
 );

@@ -266,3 +266,68 @@ t.test('WEBAUTHN_RP_ID in production: the host, or a parent domain, of every all
     t.throws(() => loadConfig({ WEBAUTHN_ORIGINS: wrong }), { name: 'ConfigError', message: /^WEBAUTHN_ORIGINS: ".*" is not an origin like https:\/\/app\.example\.com \(or android:apk-key-hash:/ }, wrong)
   }
 })
+
+t.test('OIDC_*: identity providers, each from its group of variables', async t => {
+  t.same(loadConfig({}).oidc, { publicUrl: 'http://localhost:3000', publicUrlSet: false, providers: [], redirectUris: ['http://localhost:3000/demo'] }, 'none by default; the demo page may sign in outside production')
+  const google = { OIDC_GOOGLE_ISSUER: 'https://accounts.google.com', OIDC_GOOGLE_CLIENT_ID: 'google-id', OIDC_GOOGLE_CLIENT_SECRET: 'google-secret' }
+  const mine = { OIDC_MY_IDP_ISSUER: 'https://id.example.com/realms/main', OIDC_MY_IDP_CLIENT_ID: 'mine', OIDC_MY_IDP_CLIENT_SECRET: 'mine-secret', OIDC_MY_IDP_NAME: 'My IdP', OIDC_MY_IDP_SCOPES: 'openid email' }
+  const c = loadConfig({ OIDC_PROVIDERS: ' google , my-idp ,', ...google, ...mine, PUBLIC_URL: 'https://api.example.com/', OAUTH_REDIRECT_URIS: 'https://app.example.com/cb, com.example.app:/oauth ,' })
+  t.same(c.oidc.providers.map(p => ({ ...p, issuer: p.issuer.href })), [
+    { id: 'google', name: 'google', issuer: 'https://accounts.google.com/', clientId: 'google-id', clientSecret: 'google-secret', scopes: 'openid email profile' },
+    { id: 'my-idp', name: 'My IdP', issuer: 'https://id.example.com/realms/main', clientId: 'mine', clientSecret: 'mine-secret', scopes: 'openid email' },
+  ], 'the name defaults to the id, the scopes to openid email profile; my-idp reads OIDC_MY_IDP_*')
+  t.equal(c.oidc.publicUrl, 'https://api.example.com', 'no trailing slash')
+  t.same(c.oidc.redirectUris, ['https://app.example.com/cb', 'com.example.app:/oauth', 'https://api.example.com/demo'])
+  t.equal(loadConfig({ PORT: '8080' }).oidc.publicUrl, 'http://localhost:8080', 'development: localhost and PORT')
+
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ OIDC_PROVIDERS: 'Google', ...google }, /^OIDC_PROVIDERS: "Google" is not an id of lower-case letters, digits and dashes$/],
+    [{ OIDC_PROVIDERS: 'my_idp' }, /OIDC_PROVIDERS: "my_idp"/],
+    [{ OIDC_PROVIDERS: 'google,google', ...google }, /OIDC_PROVIDERS names a provider twice/],
+    [{ OIDC_PROVIDERS: 'google', ...google, OIDC_GOOGLE_ISSUER: '' }, /^OIDC_GOOGLE_ISSUER is required for the provider "google" of OIDC_PROVIDERS$/],
+    [{ OIDC_PROVIDERS: 'google', ...google, OIDC_GOOGLE_CLIENT_ID: ' ' }, /^OIDC_GOOGLE_CLIENT_ID is required/],
+    [{ OIDC_PROVIDERS: 'my-idp', ...mine, OIDC_MY_IDP_CLIENT_SECRET: '' }, /^OIDC_MY_IDP_CLIENT_SECRET is required for the provider "my-idp"/],
+    [{ OIDC_PROVIDERS: 'google', ...google, OIDC_GOOGLE_ISSUER: 'accounts.google.com' }, /^OIDC_GOOGLE_ISSUER: "accounts\.google\.com" is not a URL$/],
+    [{ OIDC_PROVIDERS: 'google', ...google, OIDC_GOOGLE_ISSUER: 'ftp://accounts.google.com' }, /^OIDC_GOOGLE_ISSUER must be an https URL/],
+    [{ OIDC_PROVIDERS: 'google', ...google, OIDC_GOOGLE_SCOPES: 'email profile' }, /^OIDC_GOOGLE_SCOPES must include openid$/],
+    [{ PUBLIC_URL: 'api.example.com' }, /PUBLIC_URL/],
+  ]
+  for (const [env, message] of bad) t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
+
+  // http issuers: development and tests only
+  const local = { OIDC_PROVIDERS: 'local', OIDC_LOCAL_ISSUER: 'http://127.0.0.1:8080', OIDC_LOCAL_CLIENT_ID: 'id', OIDC_LOCAL_CLIENT_SECRET: 'secret' }
+  t.equal(loadConfig(local).oidc.providers[0]!.issuer.protocol, 'http:', 'accepted outside production')
+  t.equal(loadConfig({ ...local, NODE_ENV: 'test' }).oidc.providers.length, 1, 'and in tests')
+  t.throws(() => loadConfig({ ...local, NODE_ENV: 'production' }), { name: 'ConfigError', message: /^OIDC_LOCAL_ISSUER must be an https URL in production$/ })
+})
+
+t.test('OAUTH_REDIRECT_URIS: exact, absolute, no fragment, no script; http only to a loopback address in production', async t => {
+  const uris = (value: string, env: Record<string, string> = {}) => loadConfig({ OAUTH_REDIRECT_URIS: value, ...env }).oidc.redirectUris
+  const fine = 'https://app.example.com/oauth/callback,com.example.app:/oauth,http://localhost:5173/cb,http://127.0.0.1:8000/cb,http://[::1]:8000/cb'
+  t.same(uris(fine, { NODE_ENV: 'production' }), fine.split(','), 'web, mobile scheme and loopback URIs in production, nothing added')
+  t.same(uris('http://app.example.com/cb'), ['http://app.example.com/cb', 'http://localhost:3000/demo'], 'plain http outside production')
+  const refused: [string, RegExp][] = [
+    ['/oauth/callback', /^OAUTH_REDIRECT_URIS: "\/oauth\/callback" is not an absolute URI$/],
+    ['app.example.com/cb', /is not an absolute URI/],
+    ['https://app.example.com/cb#frag', /^OAUTH_REDIRECT_URIS: "https:\/\/app\.example\.com\/cb#frag" has a fragment$/],
+    ['javascript:alert(1)', /^OAUTH_REDIRECT_URIS: "javascript:alert\(1\)" is not a redirect URI$/],
+    ['JavaScript:alert(1)', /is not a redirect URI/],
+    ['data:text/html,hi', /is not a redirect URI/],
+  ]
+  for (const [value, message] of refused) {
+    t.throws(() => uris(`https://app.example.com/cb,${value}`), { name: 'ConfigError', message }, value)
+  }
+  t.throws(() => uris('http://app.example.com/cb', { NODE_ENV: 'production' }),
+    { name: 'ConfigError', message: /^OAUTH_REDIRECT_URIS: "http:\/\/app\.example\.com\/cb" is http in production/ })
+  t.throws(() => uris('http://localhost.example.com/cb', { NODE_ENV: 'production' }), { name: 'ConfigError', message: /is http in production/ }, 'a name that only starts like localhost')
+})
+
+t.test('production serves identity providers only with PUBLIC_URL', async t => {
+  const base = { NODE_ENV: 'production', SMTP_URL: 'smtp://mail.internal:587', APP_URL: 'https://app.example.com' }
+  const google = { OIDC_PROVIDERS: 'google', OIDC_GOOGLE_ISSUER: 'https://accounts.google.com', OIDC_GOOGLE_CLIENT_ID: 'id', OIDC_GOOGLE_CLIENT_SECRET: 'secret' }
+  t.throws(() => assertServable(loadConfig({ ...base, ...google })), { name: 'ConfigError', message: /^PUBLIC_URL is required in production when OIDC_PROVIDERS is set/ })
+  t.doesNotThrow(() => assertServable(loadConfig({ ...base, ...google, PUBLIC_URL: 'https://api.example.com' })))
+  t.doesNotThrow(() => assertServable(loadConfig(base)), 'without a provider it is not needed')
+  t.doesNotThrow(() => assertServable(loadConfig(google)), 'nor outside production')
+  t.same(loadConfig({ ...base, ...google, PUBLIC_URL: 'https://api.example.com' }).oidc.redirectUris, [], 'no demo page in production')
+})

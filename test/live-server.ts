@@ -44,9 +44,9 @@ export async function waitForListening (proc: { output: () => string, exited: Pr
 
 export const kill = (child: ChildProcess) => { if (child.exitCode === null) child.kill('SIGKILL') }
 
-/** A server process on a free port, on its own fresh database; stopped when the test ends. */
+/** A server process on a free port (or env.PORT, one chosen before), on its own fresh database; stopped when the test ends. */
 export async function liveServer (t: Test, env: Record<string, string> = {}, args?: string[]) {
-  const port = await freePort()
+  const port = env.PORT ? Number(env.PORT) : await freePort()
   const dataDir = mkdtempSync(join(tmpdir(), 'auth-data-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
   const base: Record<string, string> = { PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'info' }

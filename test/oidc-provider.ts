@@ -30,7 +30,7 @@ export interface TestProvider {
   stop: () => Promise<void>
   /** answers again, on the same port */
   start: () => Promise<void>
-  /** the provider's sign-in flow as a browser would run it: from an authorization URL to the redirect back to the API (not followed) */
+  /** the provider's sign-in flow as a new browser would run it: from an authorization URL to the redirect back to the API (not followed) */
   follow: (authorizeUrl: string) => Promise<URL>
 }
 
@@ -135,9 +135,9 @@ export async function startTestProvider (options: { redirectUris: string[], port
   const handler = provider.callback()
   server.on('request', handler)
 
-  /** A browser's cookie jar for the provider's origin. */
-  const jar = new Map<string, string>()
   async function follow (authorizeUrl: string): Promise<URL> {
+    // a fresh browser each time: no provider session carries over, so the next sign-in is signInAs's
+    const jar = new Map<string, string>()
     let url = new URL(authorizeUrl)
     for (let hop = 0; hop < 20; hop++) {
       if (url.origin !== issuer) return url

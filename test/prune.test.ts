@@ -5,6 +5,8 @@ import { MFA_CHALLENGE_MAX_FAILURES, MFA_CHALLENGE_TTL_MS } from '../src/auth/mf
 import { WEBAUTHN_CHALLENGE_TTL_MS } from '../src/auth/passkeys.js'
 import { pruneExpired } from '../src/repositories/prune.js'
 import { assertProblem, bearer, build, call, enableTotp, fakeClock, login, loginMfa, newAccount, register, rows, testDatabase, totp, type TokenBody } from './helper.js'
+import { callback, callbackFor, exchange, flow, oidcEnv, person, pkce, authorize } from './oidc-flow.js'
+import { startTestProvider } from './oidc-provider.js'
 import { softAuthenticator } from './webauthn-authenticator.js'
 
 const DAY = 24 * 3600_000
@@ -122,4 +124,44 @@ t.test('purges passkey challenges past their time, keeps a live one usable', asy
   clock.advance(WEBAUTHN_CHALLENGE_TTL_MS + 1)
   t.equal((await prune(clock.now())).webauthnChallenges, 1, 'the sign-in challenge goes once it expires')
   t.same(await challenges(), [])
+})
+
+t.test('purges identity-provider flows and one-time codes past their time, keeps live ones usable', async t => {
+  const op = await startTestProvider({ redirectUris: [callbackFor('test')] })
+  t.teardown(() => op.stop())
+  const clock = fakeClock()
+  const app = await build(t, { clock, env: oidcEnv({ test: op }) })
+  const someone = person(op)
+  op.signInAs = someone.sub
+  const count = async (table: 'oauth_flows' | 'oauth_codes') => (await rows<{ n: number }>(sql`select count(*)::int as n from ${sql.identifier(table)}`))[0]!.n
+  const started = async () => {
+    const { verifier, challenge } = pkce()
+    const res = await authorize(app, 'test', { challenge })
+    t.equal(res.statusCode, 302)
+    return { verifier, location: String(res.headers.location) }
+  }
+
+  // a sign-in never finished (ten minutes) and a code never exchanged (sixty seconds), then live ones
+  await started()
+  const expiredCode = await flow(app, op, someone.sub)
+  clock.advance(10 * 60_000 + 30_000)
+  const liveFlow = await started()
+  const liveCode = await flow(app, op, someone.sub)
+  clock.advance(30_000)
+  t.equal(await count('oauth_flows'), 2)
+  t.equal(await count('oauth_codes'), 2)
+
+  const removed = await prune(clock.now())
+  t.equal(removed.oauthFlows, 1, 'the flow past its ten minutes')
+  t.equal(removed.oauthCodes, 1, 'the code past its sixty seconds')
+  t.equal(await count('oauth_flows'), 1)
+  t.equal(await count('oauth_codes'), 1)
+  const again = await prune(clock.now())
+  t.same([again.oauthFlows, again.oauthCodes], [0, 0], 'nothing more on a second run')
+
+  assertProblem(t, await exchange(app, { code: expiredCode.location.searchParams.get('code'), codeVerifier: expiredCode.verifier }), 400, 'oauth_code_invalid')
+  t.equal((await exchange(app, { code: liveCode.location.searchParams.get('code'), codeVerifier: liveCode.verifier })).statusCode, 200, 'the live code still signs in')
+  const back = await callback(app, await op.follow(liveFlow.location))
+  t.ok(new URL(String(back.headers.location)).searchParams.get('code'), 'the live flow still finishes')
+  t.same([await count('oauth_flows'), await count('oauth_codes')], [0, 1], 'a finished flow is deleted; its code waits for the exchange')
 })

@@ -1,4 +1,5 @@
-// Cookie mode, two-factor sign-in and passkeys: no token ever touches localStorage or document.cookie.
+/* global location, history */
+// Cookie mode, two-factor sign-in, passkeys and identity providers: no token ever touches localStorage or document.cookie.
 // The WebAuthn library is served from node_modules by this server, as an ES module (no build step).
 import { browserSupportsWebAuthn, startAuthentication, startRegistration } from '/demo/vendor/simplewebauthn/index.js'
 
@@ -69,7 +70,7 @@ form('register', async ({ email, password, name }) => {
   if (res.ok) signedIn(res.data)
 })
 
-// The answer of /login and of /login/passkey: a session, a refusal, or a request for the second factor.
+// The answer of /login, /login/passkey and /oauth/token: a session, a refusal, or a request for the second factor.
 function signInAnswer (res, firstFactor) {
   if (res.status === 403 && res.data.code === 'mfa_required') {
     mfaToken = res.data.mfaToken
@@ -105,6 +106,54 @@ form('login-passkey', async ({ rememberMe }) => {
   // a passkey without user verification (no PIN, no biometrics) is one factor: a code completes it
   signInAnswer(res, 'The passkey was right, but it did not verify you (no PIN or biometrics).')
 })
+
+// Identity providers (OpenID Connect): the API runs the provider's flow and sends this page back a one-time
+// code that only this tab's PKCE verifier exchanges. Verifier and state wait in sessionStorage (this tab,
+// this origin) while the provider's pages are open, and leave it on the way back.
+const PROVIDER_FLOW = 'provider-sign-in'
+const base64url = bytes => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+const randomText = () => base64url(crypto.getRandomValues(new Uint8Array(32)))
+
+async function listProviders () {
+  const res = await call('/oauth/providers', { method: 'GET' }).catch(() => null)
+  const providers = res?.ok ? res.data.providers : []
+  $('providers').replaceChildren(...providers.map(({ id, name }) => {
+    const button = Object.assign(document.createElement('button'), { type: 'button', textContent: `Sign in with ${name}` })
+    button.addEventListener('click', () => startProviderSignIn(id).catch(error => show({ error: error.name, message: error.message })))
+    return button
+  }))
+  $('login-provider').hidden = providers.length === 0
+}
+
+async function startProviderSignIn (id) {
+  const verifier = randomText()
+  const state = randomText()
+  const challenge = base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))))
+  const rememberMe = $('login-provider').elements.rememberMe.checked
+  sessionStorage.setItem(PROVIDER_FLOW, JSON.stringify({ verifier, state, rememberMe }))
+  const query = new URLSearchParams({ redirect_uri: `${location.origin}/demo`, code_challenge: challenge, code_challenge_method: 'S256', state })
+  location.assign(`/oauth/${encodeURIComponent(id)}/authorize?${query}`)
+}
+
+// Back from the provider with ?code=&state= or ?error=&state=: true when this load was that return.
+async function finishProviderSignIn () {
+  const query = new URLSearchParams(location.search)
+  if (!query.has('state') || !(query.has('code') || query.has('error'))) return false
+  // the one-time code leaves the address bar and the history at once
+  history.replaceState(null, '', location.pathname)
+  const flow = JSON.parse(sessionStorage.getItem(PROVIDER_FLOW) ?? 'null')
+  sessionStorage.removeItem(PROVIDER_FLOW)
+  // not the sign-in this tab started (a stale or forged link): its code is never exchanged
+  const error = flow?.state !== query.get('state') ? 'state_mismatch' : query.get('error')
+  if (error) {
+    signedOut(`signed out (${error})`)
+    show({ error, next: 'sign in again' })
+    return true
+  }
+  const res = await call('/oauth/token', { body: { code: query.get('code'), codeVerifier: flow.verifier, rememberMe: flow.rememberMe } })
+  signInAnswer(res, 'The identity provider signed you in.')
+  return true
+}
 
 // Six digits are a code of the app; anything else is taken for a recovery code (case, spaces, hyphens ignored).
 form('login-mfa', async ({ code }) => {
@@ -222,5 +271,9 @@ $('logout').addEventListener('click', async () => {
   signedOut()
 })
 
-// A reload keeps the session: the cookie is still there, so ask for a fresh access token.
-silentRefresh().then(res => { if (!res.ok) signedOut() }).finally(() => { document.body.dataset.ready = 'true' })
+// Back from a provider, finish that sign-in; else a reload keeps the session: the cookie is still there,
+// so ask for a fresh access token.
+Promise.all([
+  listProviders(),
+  finishProviderSignIn().then(finished => finished || silentRefresh().then(res => { if (!res.ok) signedOut() })),
+]).finally(() => { document.body.dataset.ready = 'true' })

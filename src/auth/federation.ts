@@ -114,8 +114,9 @@ export class FederationService {
       const claims = await this.exchange(provider, flow, state!, rawQuery)
       return await this.conclude(provider, flow, claims, source)
     } catch (err) {
-      if (!(err instanceof ApiError)) throw err
-      return { redirect: this.clientRedirect(flow, { error: err.code }), refused: err, provider: provider.id, userId: flow.linkUserId ?? undefined }
+      // the redirect URI is known: every failure goes back to the client, ours (a database error) too
+      const refused = err instanceof ApiError ? err : new ApiError('internal_error', 'The sign-in could not be finished; try again', { cause: err })
+      return { redirect: this.clientRedirect(flow, { error: refused.code }), refused, provider: provider.id, userId: flow.linkUserId ?? undefined }
     }
   }
 
@@ -159,7 +160,8 @@ export class FederationService {
       const linked = await db.transaction(async tx => {
         const known = await findIdentity(tx, provider.id, claims.subject)
         if (known) return known.userId === userId
-        const identity = await insertIdentity(tx, { id: uuidv7(now.getTime()), userId, provider: provider.id, subject: claims.subject, email: claims.email ?? null, createdAt: now })
+        // the signed-in user vouches for this identity, whatever the provider says of its email
+        const identity = await insertIdentity(tx, { id: uuidv7(now.getTime()), userId, provider: provider.id, subject: claims.subject, email: claims.email ?? null, emailVerified: true, createdAt: now })
         if (identity) await events.record(tx, 'identity_linked', userId, source, { provider: provider.id, identityId: identity.id, linkedBy: 'signed_in_user' })
         return !!identity
       })
@@ -170,8 +172,15 @@ export class FederationService {
     try {
       outcome = await db.transaction(async tx => this.resolveUser(tx, provider, claims, now, source))
     } catch (err) {
-      if (uniqueViolation(err) !== undefined) throw new ApiError('email_taken', 'An account with this email already exists', { cause: err })
-      throw err
+      if (uniqueViolation(err) === undefined) throw err
+      // another callback made the account or linked the identity meanwhile (two first sign-ins at once):
+      // once more, it is now found as it is
+      try {
+        outcome = await db.transaction(async tx => this.resolveUser(tx, provider, claims, now, source))
+      } catch (again) {
+        if (uniqueViolation(again) !== undefined) throw new ApiError('email_taken', 'An account with this email already exists', { cause: again })
+        throw again
+      }
     }
     if (outcome.queuedMail) this.deps.verification.queued()
     if (outcome.event === 'identity_sign_up') events.queued()
@@ -228,7 +237,9 @@ export class FederationService {
   }
 
   private async link (tx: Executor, userId: string, provider: OidcProviderSettings, claims: ProviderClaims, now: Date) {
-    const identity = await insertIdentity(tx, { id: uuidv7(now.getTime()), userId, provider: provider.id, subject: claims.subject, email: claims.email ?? null, createdAt: now, lastUsedAt: now })
+    const identity = await insertIdentity(tx, {
+      id: uuidv7(now.getTime()), userId, provider: provider.id, subject: claims.subject, email: claims.email ?? null, emailVerified: claims.emailVerified, createdAt: now, lastUsedAt: now,
+    })
     // another callback of the same identity won the race; this one changes nothing
     if (!identity) throw new ApiError('identity_taken', `This ${provider.name} account is linked to an account already`)
     return identity.id

@@ -6,6 +6,7 @@ import { ApiError } from '../errors.js'
 import { hashEmailToken, isWellFormedEmailToken } from '../mail/tokens.js'
 import { lockUsableEmailToken, markEmailTokenUsed } from '../repositories/email-tokens.js'
 import { enqueueMail } from '../repositories/outbox.js'
+import { deleteUnvouchedIdentities } from '../repositories/identities.js'
 import { updateUser } from '../repositories/users.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { assertPasswordPolicy, hashPassword, normalizePassword } from './passwords.js'
@@ -66,7 +67,10 @@ export class PasswordResetService {
       // following the link proved the mailbox is theirs
       await updateUser(tx, row.user.id, { passwordHash, updatedAt: now, emailVerifiedAt: row.user.emailVerifiedAt ?? now })
       const sessionsEnded = await sessions.endAll(row.user.id, 'password_reset', { ex: tx })
-      await events.record(tx, 'password_reset', row.user.id, client, { sessionsEnded })
+      // Whoever made this account through a provider that did not vouch for the address (before its
+      // owner came to reset the password) must not keep a way in: such identities are unlinked.
+      const unlinked = await deleteUnvouchedIdentities(tx, row.user.id)
+      await events.record(tx, 'password_reset', row.user.id, client, { sessionsEnded, ...(unlinked.length ? { identitiesUnlinked: unlinked } : {}) })
       // once the new password is set, not at the request
       await events.notify(tx, row.user.email, 'password_reset')
       return row.user.id

@@ -131,6 +131,9 @@ export const identities = pgTable('identities', {
   provider: text('provider').notNull(),
   subject: text('subject').notNull(),
   email: text('email'),
+  // whether the address was vouched for when linked: by the provider (email_verified) or by the signed-in
+  // user linking it; an identity that was not is unlinked when a password reset proves the mailbox
+  emailVerified: boolean('email_verified').notNull(),
   createdAt: at('created_at').notNull(),
   lastUsedAt: at('last_used_at'),
 }, t => [

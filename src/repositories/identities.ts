@@ -66,3 +66,9 @@ export function isLastSignInMethod (methods: { password: boolean, identityIds: s
   if (methods.password) return false
   return [...methods.identityIds, ...methods.passkeyIds].filter(id => id !== removing).length === 0
 }
+
+/** Unlinks the user's identities whose email nobody vouched for; returns their ids. */
+export async function deleteUnvouchedIdentities (ex: Executor, userId: string): Promise<string[]> {
+  const rows = await ex.delete(identities).where(and(eq(identities.userId, userId), eq(identities.emailVerified, false))).returning({ id: identities.id })
+  return rows.map(r => r.id)
+}

@@ -68,9 +68,18 @@ export default async function identityRoutes (fastify: FastifyInstance) {
       response: { 302: redirect('To the client\'s redirect URI'), ...problemResponses('oauth_state_invalid', 'not_found') },
     },
   }, async (request, reply) => {
-    const outcome = await federation.callback(request.params.id, request.query, rawQuery(request), meta(request))
+    let outcome
+    try {
+      outcome = await federation.callback(request.params.id, request.query, rawQuery(request), meta(request))
+    } catch (err) {
+      // a replayed, expired or misdirected state is a refused sign-in too, though nothing says where to redirect
+      if (err instanceof ApiError && err.code === 'oauth_state_invalid') audit(request, 'identity_refused', { provider: request.params.id, code: err.code })
+      throw err
+    }
     if ('refused' in outcome) {
       audit(request, 'identity_refused', { provider: outcome.provider, userId: outcome.userId, code: outcome.refused.code })
+      // ours, not the provider's: logged whole (errors are serialized without their query parameters)
+      if (outcome.refused.code === 'internal_error') request.log.error({ err: outcome.refused.cause }, 'identity-provider callback failed')
     } else {
       audit(request, outcome.event, { provider: outcome.provider, userId: outcome.userId, ...(outcome.linkedBy ? { linkedBy: outcome.linkedBy } : {}) })
     }

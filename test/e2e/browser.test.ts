@@ -16,6 +16,7 @@ t.test('the /demo page signs up, stays signed in by silent refresh, and never ex
   await page.goto(`${server.url}/demo`)
   await page.waitForSelector('body[data-ready="true"]')
   t.equal(await page.textContent('#status'), 'signed out')
+  t.equal(await page.isHidden('#login-provider'), true, 'no identity provider configured: no "Sign in with…" button')
 
   const account = newAccount()
   await page.fill('#register input[name=email]', account.email)
