@@ -5,7 +5,10 @@ import { uuidv7 } from '../ids.js'
 import { insertAuditEvent } from '../repositories/audit-events.js'
 import { enqueueMail, enqueueWebhook } from '../repositories/outbox.js'
 import type { UserRow } from '../schemas/common.js'
-import type { ClientMeta } from './sessions.js'
+import type { NoticeType } from '../mail/templates.js'
+
+/** The client of a request, as sessions and the security history keep it. */
+export interface ClientMeta { ip: string | null, userAgent: string | null }
 
 /** The security history's event types (GET /me/security-events); sign-ins carry their method in `detail`. */
 export type SecurityEventType =
@@ -14,11 +17,6 @@ export type SecurityEventType =
   | 'mfa_enabled' | 'mfa_disabled' | 'recovery_code_used' | 'recovery_codes_regenerated'
   | 'passkey_added' | 'passkey_deleted' | 'identity_linked' | 'identity_unlinked'
   | 'account_suspended' | 'account_unsuspended' | 'account_deleted' | 'admin_sessions_revoked' | 'admin_mfa_reset'
-
-/** The security notices mailed to the account's address (never a token or secret in them). */
-export type NoticeType =
-  | 'password_changed' | 'password_reset' | 'email_change_requested' | 'email_changed' | 'mfa_enabled' | 'mfa_disabled'
-  | 'recovery_codes_regenerated' | 'recovery_code_used' | 'passkey_added' | 'account_suspended'
 
 /** Where an event came from: the request's client, its session, and the admin acting on someone else's account. */
 export interface EventSource extends ClientMeta { sessionId?: string | null | undefined, actorId?: string | null | undefined }

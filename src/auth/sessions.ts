@@ -14,11 +14,11 @@ import { toProfile, toPublicUser, type Profile, type UserRow } from '../schemas/
 import { findUserById } from '../repositories/users.js'
 import type { AccessTokens } from './access-tokens.js'
 import type { RefreshTokens } from './refresh-tokens.js'
-import type { EventSource, SecurityEvents } from './security-events.js'
+import type { ClientMeta, EventSource, SecurityEvents } from './security-events.js'
 
 /** What a sign-in proved: the assurance level (aal1, aal2 ...) and the methods used (RFC 8176: pwd, otp ...). */
 export interface Proof { aal: Aal, amr: string[] }
-export interface ClientMeta { ip: string | null, userAgent: string | null }
+export type { ClientMeta } from './security-events.js'
 /** How a sign-in was made, for the security history. */
 export type SignInMethod = 'register' | 'password' | 'totp' | 'recovery_code' | 'passkey' | 'provider'
 export interface SignIn extends Proof { rememberMe: boolean, client: ClientMeta, method: SignInMethod, detail?: Record<string, unknown> }

@@ -1,5 +1,4 @@
 import type { OutboxKind } from '../db/schema.js'
-import type { NoticeType } from '../auth/security-events.js'
 
 export interface Message { to: string, from: string, subject: string, text: string, html: string }
 
@@ -49,6 +48,11 @@ export function render (kind: LinkKind, options: { to: string, from: string, sub
   const text = `${c.lead}\n\n${c.action}:\n${options.link}\n\n${tail}\n`
   return { to: options.to, from: options.from, subject: options.subject, text, html: page([c.lead], { href: options.link, label: c.action }, tail) }
 }
+
+/** The security notices mailed to the account's address (never a token or secret in them). */
+export type NoticeType =
+  | 'password_changed' | 'password_reset' | 'email_change_requested' | 'email_changed' | 'mfa_enabled' | 'mfa_disabled'
+  | 'recovery_codes_regenerated' | 'recovery_code_used' | 'passkey_added' | 'account_suspended'
 
 const IF_NOT_YOU = 'If this was not you, reset your password at once and review the sessions and sign-in methods of your account.'
 
