@@ -275,7 +275,7 @@ t.test('a vouched identity survives a password reset', async t => {
 t.test('a failure of ours at the callback still goes back to the client, as error=internal_error', async t => {
   const app = await oidcApp(t)
   const someone = person(op, { email_verified: false })
-  const { verifier: _v, challenge } = pkce()
+  const { challenge } = pkce()
   const start = await app.inject({ method: 'GET', url: `/oauth/test/authorize?redirect_uri=${encodeURIComponent(WEB)}&code_challenge=${challenge}&code_challenge_method=S256&state=s1` })
   op.signInAs = someone.sub
   const back = await op.follow(String(start.headers.location))
