@@ -4,6 +4,18 @@ const require = createRequire(import.meta.url)
 const Converter = require('openapi-to-postmanv2') as {
   convertV2: (input: { type: 'json', data: unknown }, options: Record<string, unknown>, cb: (err: Error | null, result: { result: boolean, reason?: string, output: { data: Collection }[] }) => void) => void
 }
+// The converter makes up what the spec gives no example for (a value matching a parameter's pattern, a uri)
+// with json-schema-faker, at random: the same seed for each conversion keeps the collection the same.
+const schemaFaker = require('openapi-to-postmanv2/assets/json-schema-faker.js') as { option: (options: { random: () => number }) => void }
+function seededRandom (seed: number) {
+  // mulberry32
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
 
 interface Request { name?: string, method: string, url: { path: string[], variable?: { key: string, value: string }[] }, body?: { raw?: string } }
 interface Item { id?: string, name: string, description?: string, item?: Item[], request?: Request, response?: { id?: string }[], event?: unknown[] }
@@ -292,6 +304,7 @@ function arrange (operations: ReturnType<typeof operationsOf>): Item[] {
 
 /** The Postman collection for the OpenAPI document: deterministic, so it can be committed and checked. */
 export async function generatePostmanCollection (spec: Spec): Promise<string> {
+  schemaFaker.option({ random: seededRandom(1) })
   const collection = await new Promise<Collection>((resolve, reject) => {
     Converter.convertV2({ type: 'json', data: spec }, { folderStrategy: 'Tags', parametersResolution: 'Example', optimizeConversion: false }, (err, result) => {
       if (err) return reject(err)
