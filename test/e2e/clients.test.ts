@@ -31,6 +31,8 @@ const runCollection = (baseUrl: string) => new Promise<NewmanSummary>((resolve, 
 // with the identity provider (302 there), come back cancelled (302 to the app) and replay the state (400),
 // start a link, be refused the admin routes, change the password, leave.
 const IDENTITY_PROVIDER = [200, 302, 302, 400, 400, 200, 200, 404]
+// the requests of that folder that need a provider: authorize, the two callbacks, link
+const NEEDS_PROVIDER = [1, 2, 3, 5]
 const statuses = (identityProvider: number[]) => [
   201, 200, 200, 200, 204, 200, 202, 400, 200, 204, 202, 400, 200,
   200, 200, 200, 204, 403, 200, 204,
@@ -78,6 +80,18 @@ t.test('Postman: the committed collection runs green in newman as committed, twi
     const link = JSON.parse(String(response('Start linking an identity provider to this account')?.stream ?? '{}')) as { authorizeUrl?: string }
     t.equal(link.authorizeUrl?.split('?')[0], authorizationEndpoint, `${run}: the link's authorizeUrl is at the provider too`)
   }
+})
+
+t.test('Postman: against a server without an identity provider the requests that need one are skipped, the rest runs green', async t => {
+  const server = await liveServer(t)
+  const summary = await runCollection(server.url)
+  t.same(summary.run.failures.map(f => `${f.source?.name}: ${f.error.message}`), [], 'no failures')
+  const folder = (JSON.parse(readFileSync(COLLECTION, 'utf8')) as { item: { name: string, item: { name: string }[] }[] }).item
+    .find(f => f.name === 'Sign in with an identity provider')!.item.map(i => i.name)
+  const sent = new Set(summary.run.executions.map(e => e.item.name))
+  t.same(folder.filter(name => !sent.has(name)), NEEDS_PROVIDER.map(i => folder[i]), 'authorize, the two callbacks and the link are skipped')
+  t.same(summary.run.executions.map(e => e.response?.code), statuses(IDENTITY_PROVIDER.filter((_, i) => !NEEDS_PROVIDER.includes(i))), 'every other request answers as documented')
+  t.equal(summary.run.stats.assertions.failed, 0)
 })
 
 const hasHttpie = (() => {
