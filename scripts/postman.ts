@@ -4,9 +4,21 @@ const require = createRequire(import.meta.url)
 const Converter = require('openapi-to-postmanv2') as {
   convertV2: (input: { type: 'json', data: unknown }, options: Record<string, unknown>, cb: (err: Error | null, result: { result: boolean, reason?: string, output: { data: Collection }[] }) => void) => void
 }
+// The converter makes up what the spec gives no example for (a value matching a parameter's pattern, a uri)
+// with json-schema-faker, at random: the same seed for each conversion keeps the collection the same.
+const schemaFaker = require('openapi-to-postmanv2/assets/json-schema-faker.js') as { option: (options: { random: () => number }) => void }
+function seededRandom (seed: number) {
+  // mulberry32
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
 
-interface Request { name?: string, method: string, url: { path: string[], variable?: { key: string, value: string }[] }, body?: { raw?: string } }
-interface Item { id?: string, name: string, description?: string, item?: Item[], request?: Request, response?: { id?: string }[], event?: unknown[] }
+interface Request { name?: string, method: string, url: { path: string[], query?: { key: string, value: string }[], variable?: { key: string, value: string }[] }, body?: { raw?: string } }
+interface Item { id?: string, name: string, description?: string, item?: Item[], request?: Request, response?: { id?: string }[], event?: unknown[], protocolProfileBehavior?: Record<string, unknown> }
 interface Collection { info: Record<string, unknown>, item: Item[], variable?: { key: string, value: string }[], event?: unknown[] }
 interface Problem { code: string }
 interface Operation {
@@ -22,17 +34,23 @@ interface Step {
   name?: string
   body?: Record<string, string>
   pathVariable?: string
-  /** a problem the request gets in a collection run, and why; without it, the documented success */
-  problem?: { status: number, why: string }
+  /** query parameters set (or, null, left out) over the spec's examples */
+  query?: Record<string, string | null>
+  /** a problem the request gets in a collection run, and why (and which code, when its status has several); without it, the documented success */
+  problem?: { status: number, why: string, code?: string }
   /** what the response leaves for later requests, in collection variables */
   keep?: keyof typeof keepScripts
-  /** what the request works out before it is sent: a code of the authenticator app, or the next recovery code */
-  compute?: 'totpCode' | 'recoveryCode'
+  /** what the test checks of the response besides its status */
+  check?: keyof typeof checkScripts
+  /** what the request works out before it is sent: a code of the authenticator app, the next recovery code, or a PKCE pair */
+  compute?: keyof typeof computeScripts
+  /** skipped when the server has no identity provider (the list of /oauth/providers was empty) */
+  needsProvider?: true
   newAccount?: true
 }
 
 // The order a person uses the API in: sign up, look around, sign out, forget the password, sign in again,
-// turn on two-factor sign-in and sign in with it, leave.
+// turn on two-factor sign-in and sign in with it, try passkeys and an identity provider, leave.
 const journey: { name: string, description: string, steps: Step[] }[] = [
   {
     name: 'Sign up and sign in',
@@ -111,6 +129,51 @@ const journey: { name: string, description: string, steps: Step[] }[] = [
     ],
   },
   {
+    name: 'Sign in with an identity provider',
+    description: 'Signing in with Google, Microsoft, Okta… (OpenID Connect) happens in a browser at the provider; a collection run has none, so it starts a sign-in and comes back as a user who cancelled there, and sends the spec\'s example code and id for the documented refusals. ' +
+      'The first provider of /oauth/providers goes to `providerId`. A request that starts a flow computes a PKCE pair in its pre-request script as an app does (RFC 7636 S256: `codeVerifier`, `codeChallenge`) and a `clientState` of its own; redirects are not followed, their `Location` is checked. ' +
+      '`redirectUri` must be one of the server\'s OAUTH_REDIRECT_URIS (a development server also allows PUBLIC_URL/demo, e.g. http://localhost:3000/demo); a provider that cannot be reached answers 503 provider_unavailable. ' +
+      'Against a server with no provider (OIDC_PROVIDERS unset) the list is empty and the requests that need one (authorize, callback, link) are skipped with pm.execution.skipRequest(); the others run and pass as with a provider.',
+    steps: [
+      { op: 'listIdentityProviders', keep: 'providerId' },
+      {
+        op: 'authorizeWithProvider',
+        pathVariable: '{{providerId}}',
+        query: { redirect_uri: '{{redirectUri}}', code_challenge: '{{codeChallenge}}', state: '{{clientState}}' },
+        compute: 'pkce',
+        needsProvider: true,
+        keep: 'providerState',
+      },
+      {
+        op: 'identityProviderCallback',
+        name: 'The provider sends back a user who cancelled',
+        pathVariable: '{{providerId}}',
+        query: { state: '{{providerState}}', error: 'access_denied', code: null, error_description: null, iss: null },
+        needsProvider: true,
+        check: 'cancelled',
+      },
+      {
+        op: 'identityProviderCallback',
+        name: 'The same state again',
+        pathVariable: '{{providerId}}',
+        query: { state: '{{providerState}}', error: 'access_denied', code: null, error_description: null, iss: null },
+        needsProvider: true,
+        problem: { status: 400, why: 'a state is single use: the cancelled sign-in spent it' },
+      },
+      { op: 'oauthToken', problem: { status: 400, code: 'oauth_code_invalid', why: 'the example code is not one from a redirect' } },
+      {
+        op: 'linkIdentity',
+        pathVariable: '{{providerId}}',
+        body: { redirectUri: '{{redirectUri}}', codeChallenge: '{{codeChallenge}}', state: '{{clientState}}' },
+        compute: 'pkce',
+        needsProvider: true,
+        check: 'linkStarted',
+      },
+      { op: 'listIdentities', check: 'noIdentities' },
+      { op: 'unlinkIdentity', pathVariable: '01a2082a-4c53-76c6-bedb-c9c808e9776e', problem: { status: 404, why: 'the example id is not an identity of this account' } },
+    ],
+  },
+  {
     name: 'Admin routes',
     description: 'For accounts with the role admin (`npm run user:role -- <email> admin`, then sign in again). The account a collection run creates is a user, so these expect the documented 403.',
     steps: [
@@ -159,6 +222,63 @@ const keepScripts = {
     "pm.test('asks for totp or a recovery code', () => pm.expect(body.methods).to.eql(['totp', 'recovery_code']));",
     "pm.collectionVariables.set('mfaToken', body.mfaToken);",
   ],
+  providerId: [
+    "pm.test('each provider has an id and a name', () => body.providers.forEach(p => {",
+    '  pm.expect(p.id).to.match(/^[a-z0-9-]+$/);',
+    "  pm.expect(p.name).to.be.a('string').and.not.empty;",
+    '}));',
+    '// none: the requests that need a provider are skipped',
+    "pm.collectionVariables.set('providerId', body.providers.length ? body.providers[0].id : '');",
+  ],
+  providerState: [
+    ...providerUrlChecks("pm.response.headers.get('Location')", 'the redirect'),
+    "pm.collectionVariables.set('providerState', provider.state || '');",
+  ],
+}
+
+// The provider's authorization URL as the contract has it: an authorization code with PKCE S256 towards the
+// provider, and the API's own state (128 bits or more) and nonce, never the app's challenge or state.
+function providerUrlChecks (href: string, what: string) {
+  return [
+    "const url = require('url');",
+    `const to = url.parse(${href} || '', true);`,
+    'const provider = to.query;',
+    `pm.test('${what} goes to the provider, not to this API', () => {`,
+    "  pm.expect(to.host).to.be.a('string').and.not.empty;",
+    "  pm.expect(to.host).to.not.eql(url.parse(pm.variables.replaceIn('{{baseUrl}}')).host);",
+    '});',
+    `pm.test('${what} asks for an authorization code with PKCE S256, the API\\'s own challenge', () => {`,
+    "  pm.expect(provider.response_type).to.eql('code');",
+    "  pm.expect(provider.code_challenge_method).to.eql('S256');",
+    '  pm.expect(provider.code_challenge).to.match(/^[A-Za-z0-9_-]{43}$/);',
+    "  pm.expect(provider.code_challenge).to.not.eql(pm.collectionVariables.get('codeChallenge'));",
+    '});',
+    `pm.test('${what} carries the API\\'s own state and a nonce, not the app\\'s state', () => {`,
+    '  pm.expect(provider.state).to.match(/^[A-Za-z0-9_-]{22,}$/);',
+    "  pm.expect(provider.state).to.not.eql(pm.collectionVariables.get('clientState'));",
+    "  pm.expect(provider.nonce).to.be.a('string').and.not.empty;",
+    '});',
+    `pm.test('${what} names the client, openid, and this API\\'s callback for the provider', () => {`,
+    "  pm.expect(provider.client_id).to.be.a('string').and.not.empty;",
+    "  pm.expect(String(provider.scope).split(' ')).to.include('openid');",
+    "  pm.expect(provider.redirect_uri).to.match(new RegExp('/oauth/' + pm.collectionVariables.get('providerId') + '/callback$'));",
+    '});',
+  ]
+}
+
+const checkScripts = {
+  cancelled: [
+    "const location = pm.response.headers.get('Location') || '';",
+    "const back = require('url').parse(location, true).query;",
+    "pm.test('back to the app\\'s redirect URI with error=provider_denied and the app\\'s own state', () => {",
+    "  pm.expect(location.indexOf(pm.collectionVariables.get('redirectUri') + '?')).to.eql(0);",
+    "  pm.expect(back.error).to.eql('provider_denied');",
+    "  pm.expect(back.state).to.eql(pm.collectionVariables.get('clientState'));",
+    '  pm.expect(back.code).to.be.undefined;',
+    '});',
+  ],
+  linkStarted: providerUrlChecks('body.authorizeUrl', 'authorizeUrl'),
+  noIdentities: ["pm.test('lists no identity: the link was started, not finished', () => pm.expect(body.identities).to.eql([]));"],
 }
 
 const computeScripts = {
@@ -203,6 +323,16 @@ const computeScripts = {
     "pm.collectionVariables.set('totpStep', String(step));",
     "pm.collectionVariables.set('totpCode', totp(pm.collectionVariables.get('totpSecret'), step));",
   ],
+  // RFC 7636 as an app does it for each flow: a verifier of 32 random bytes (43 base64url characters) and its
+  // S256 challenge, base64url(SHA-256(verifier)); and a state of the app's own
+  pkce: [
+    "const cryptoJs = require('crypto-js');",
+    "const base64url = words => cryptoJs.enc.Base64.stringify(words).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');",
+    'const verifier = base64url(cryptoJs.lib.WordArray.random(32));',
+    "pm.collectionVariables.set('codeVerifier', verifier);",
+    "pm.collectionVariables.set('codeChallenge', base64url(cryptoJs.SHA256(verifier)));",
+    "pm.collectionVariables.set('clientState', base64url(cryptoJs.lib.WordArray.random(16)));",
+  ],
   // each recovery code works once: take the next one kept
   recoveryCode: [
     "const codes = JSON.parse(pm.collectionVariables.get('recoveryCodes') || '[]');",
@@ -212,10 +342,15 @@ const computeScripts = {
 }
 
 function testScript (step: Step, operation: Operation, status: string) {
-  const keep = step.keep ? [`if (pm.response.code === ${status}) {`, '  const body = pm.response.json();', ...keepScripts[step.keep].map(l => `  ${l}`), '}'] : []
+  const after = [...step.keep ? keepScripts[step.keep] : [], ...step.check ? checkScripts[step.check] : []]
+  // a redirect has no body to read
+  const body = status.startsWith('3') ? [] : ['  const body = pm.response.json();']
+  const keep = after.length ? [`if (pm.response.code === ${status}) {`, ...body, ...after.map(l => `  ${l}`), '}'] : []
   if (step.problem) {
     const media = operation.responses[status]!.content!['application/problem+json']!
-    const { code } = media.example ?? media.schema.examples![0]!
+    const documented = media.example ? [media.example] : media.schema.examples!
+    const { code } = step.problem.code ? documented.find(p => p.code === step.problem!.code) ?? {} : documented[0]!
+    if (!code) throw new Error(`${operation.operationId} documents no ${status} ${step.problem.code}`)
     return [
       `pm.test('${step.problem.why}: ${status} ${code}', () => {`,
       `  pm.response.to.have.status(${status});`,
@@ -226,6 +361,11 @@ function testScript (step: Step, operation: Operation, status: string) {
   }
   return [`pm.test('answers ${status} as documented', () => pm.response.to.have.status(${status}));`, ...keep]
 }
+
+const skipWithoutProvider = [
+  '// a server without an identity provider (OIDC_PROVIDERS unset) lists none: nothing to sign in with',
+  "if (!pm.collectionVariables.get('providerId')) pm.execution.skipRequest();",
+]
 
 // A new account per registration, so a second run (or a second click) meets no taken email or username.
 function newAccountScript (register: Record<string, string>, update: Record<string, string>) {
@@ -279,10 +419,21 @@ function arrange (operations: ReturnType<typeof operationsOf>): Item[] {
       const request = item.request!
       if (step.body) request.body!.raw = JSON.stringify({ ...found.example, ...step.body }, null, 2)
       if (step.pathVariable) request.url.variable![0]!.value = step.pathVariable
-      const status = step.problem ? String(step.problem.status) : Object.keys(found.operation.responses).find(s => s.startsWith('2'))!
+      for (const [key, value] of Object.entries(step.query ?? {})) {
+        const query = request.url.query!
+        const param = query.find(q => q.key === key)
+        if (value === null) request.url.query = query.filter(q => q !== param)
+        else if (param) param.value = value
+        else query.push({ key, value })
+      }
+      const statuses = Object.keys(found.operation.responses)
+      const status = step.problem ? String(step.problem.status) : statuses.find(s => /^[23]/.test(s))!
+      // a redirect is the answer, checked where it points: not followed (to the provider, or an app's URI)
+      if (statuses.some(s => s.startsWith('3'))) item.protocolProfileBehavior = { ...item.protocolProfileBehavior, followRedirects: false }
       item.event = [js('test', testScript(step, found.operation, status))]
       if (step.newAccount) item.event.unshift(js('prerequest', newAccountScript(found.example, operations.get('updateMe')!.example)))
-      if (step.compute) item.event.unshift(js('prerequest', computeScripts[step.compute]))
+      const before = [...step.needsProvider ? skipWithoutProvider : [], ...step.compute ? computeScripts[step.compute] : []]
+      if (before.length) item.event.unshift(js('prerequest', before))
       return item
     }),
   }))
@@ -292,6 +443,7 @@ function arrange (operations: ReturnType<typeof operationsOf>): Item[] {
 
 /** The Postman collection for the OpenAPI document: deterministic, so it can be committed and checked. */
 export async function generatePostmanCollection (spec: Spec): Promise<string> {
+  schemaFaker.option({ random: seededRandom(1) })
   const collection = await new Promise<Collection>((resolve, reject) => {
     Converter.convertV2({ type: 'json', data: spec }, { folderStrategy: 'Tags', parametersResolution: 'Example', optimizeConversion: false }, (err, result) => {
       if (err) return reject(err)
@@ -307,7 +459,9 @@ export async function generatePostmanCollection (spec: Spec): Promise<string> {
     { key: 'baseUrl', value: 'http://127.0.0.1:3000' },
     { key: 'password', value: passwords.currentPassword! },
     { key: 'newPassword', value: passwords.newPassword! },
-    ...['email', 'username', 'newUsername', 'bearerToken', 'refreshToken', 'userId', 'sessionId', 'totpSecret', 'totpStep', 'totpCode', 'recoveryCodes', 'recoveryCode', 'mfaToken']
+    { key: 'redirectUri', value: operations.get('linkIdentity')!.example.redirectUri! },
+    ...['email', 'username', 'newUsername', 'bearerToken', 'refreshToken', 'userId', 'sessionId', 'totpSecret', 'totpStep', 'totpCode', 'recoveryCodes', 'recoveryCode', 'mfaToken',
+      'providerId', 'codeVerifier', 'codeChallenge', 'clientState', 'providerState']
       .map(key => ({ key, value: '' })),
   ]
   return `${JSON.stringify(collection, null, 2)}\n`

@@ -22,13 +22,18 @@ t.test('openapi/auth-api.postman_collection.json is what the spec converts to (r
 
 t.test('every route documents its statuses with problem+json and examples', async t => {
   const spec = JSON.parse(readFileSync(new URL('../openapi/openapi.json', import.meta.url), 'utf8'))
-  for (const [path, methods] of Object.entries(spec.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: unknown, schema: { examples?: unknown[] } }> }>, tags?: string[] }>>)) {
+  for (const [path, methods] of Object.entries(spec.paths as Record<string, Record<string, { responses: Record<string, { content?: Record<string, { example?: unknown, schema: { examples?: unknown[] } }>, headers?: Record<string, { schema: { type?: string } }> }>, tags?: string[] }>>)) {
     for (const [method, op] of Object.entries(methods)) {
       const where = `${method.toUpperCase()} ${path}`
       t.ok(op.tags?.length, `${where} has a tag`)
       for (const status of ['429', '500', '503']) t.ok(op.responses[status], `${where} documents ${status}`)
       for (const [status, response] of Object.entries(op.responses)) {
         if (status === '204') continue
+        // a redirect has no body: its Location is the answer
+        if (status.startsWith('3')) {
+          t.equal(response.headers?.Location?.schema.type, 'string', `${where} ${status} documents its Location header`)
+          continue
+        }
         const [type, media] = Object.entries(response.content ?? {})[0] ?? []
         t.ok(media?.example ?? media?.schema.examples?.length, `${where} ${status} has an example`)
         if (Number(status) >= 400) t.equal(type, 'application/problem+json', `${where} ${status} is a problem`)

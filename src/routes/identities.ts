@@ -11,7 +11,7 @@ import {
 
 const bearerOnly = [{ bearerAuth: [] }]
 
-const redirect = (description: string) => Type.Null({ description, headers: { Location: { description: 'Where the browser goes next', schema: { type: 'string' } } } })
+const redirect = (description: string) => Type.Null({ description, headers: { Location: { type: 'string', description: 'Where the browser goes next' } } })
 
 /** A redirect that carries a state or a one-time code: never cached, never sent on as a Referer. */
 function send (reply: FastifyReply, url: URL) {
@@ -38,7 +38,7 @@ export default async function identityRoutes (fastify: FastifyInstance) {
       operationId: 'listIdentityProviders',
       summary: 'The identity providers one can sign in with',
       description: 'Listed whether or not a provider can be reached right now.',
-      response: { 200: ProviderList },
+      response: { 200: ProviderList, ...problemResponses() },
     },
   }, async () => ({ providers: identityProviders.list() }))
 

@@ -3,7 +3,7 @@ import { nullable, RememberMe } from './common.js'
 
 // RFC 7636: a verifier is 43-128 unreserved characters; an S256 challenge is base64url of 32 bytes.
 const CodeChallenge = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'base64url(SHA-256(code_verifier)), RFC 7636 S256', examples: ['E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'] })
-const ClientState = Type.String({ maxLength: 1024, pattern: '^[^\\u0000]*$', description: 'The client\'s own state, handed back untouched on its redirect URI' })
+const ClientState = Type.String({ maxLength: 1024, pattern: '^[^\\u0000]*$', description: 'The client\'s own state, handed back untouched on its redirect URI', examples: ['af0ifjsldkj'] })
 const RedirectUri = Type.String({ maxLength: 2048, description: 'Exactly one of OAUTH_REDIRECT_URIS (a web URL or an app scheme such as com.example.app:/oauth)', examples: ['https://app.example.com/oauth/callback'] })
 
 export const ProviderList = Type.Object({
@@ -44,7 +44,7 @@ export const LinkBody = Type.Object({
 
 export const LinkStarted = Type.Object({
   authorizeUrl: Type.String({ format: 'uri', description: 'Send the browser here; the provider returns it to redirectUri with linked=<provider id> (or error=<code>)' }),
-})
+}, { description: 'The flow is started', examples: [{ authorizeUrl: 'https://accounts.example.com/authorize?response_type=code&client_id=auth-api&state=…' }] })
 
 export const Identity = Type.Object({
   id: Type.String({ format: 'uuid' }),

@@ -4,6 +4,8 @@ import t from 'tap'
 import { PASSWORD_PROOF } from '../../src/auth/sign-in.js'
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server'
 import { build, call, enableTotp, register, rows, totp, type TestApp } from '../helper.js'
+import { authorize, callback, callbackFor, flow, MOBILE, oidcEnv, person, pkce, signInWith, WEB } from '../oidc-flow.js'
+import { startTestProvider, type TestProvider } from '../oidc-provider.js'
 import { editClientData, softAuthenticator, type SoftAlgorithm, type SoftAuthenticator } from '../webauthn-authenticator.js'
 
 // Hostile input for every route: the answer is a documented success or a 4xx problem, never a 5xx,
@@ -17,12 +19,19 @@ type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE'
  * time (with `mfa`, of one of two accounts: one with TOTP on, one enrolling); `live` lists the live secrets
  * a body may carry (see LIVE).
  */
-interface Route { method: Method, url: string, fields: string[], success: number[], as?: 'user' | 'admin', mfa?: true, live?: Live[], passkey?: PasskeyRoute }
+interface Route { method: Method, url: string, fields: string[], success: number[], as?: 'user' | 'admin', mfa?: true, live?: Live[], passkey?: PasskeyRoute, oidc?: OidcRoute }
 /**
  * A passkey route: its account holds a passkey made with the software authenticator; `shaped` bodies are
  * answers to fresh options of that ceremony (then mutated, see SHAPED); `{id}` is often that passkey's id.
  */
 interface PasskeyRoute { shaped?: 'register' | 'login', liveId?: true }
+/**
+ * A route of signing in with an identity provider (the test provider, configured as "test" and "second"):
+ * `query` and `body` are fuzzed mostly with valid or live values (see OIDC_LIVE); `{id}` is often a provider's
+ * id, or (`id: 'identity'`) an identity of the account or of an account it is the last way into. With a token,
+ * half the time it is that account's: one made through the provider, with no password.
+ */
+interface OidcRoute { query?: 'authorize' | 'callback', body?: 'token' | 'link', id: 'provider' | 'identity' | 'none' }
 
 // Stand-ins a body may carry for a live secret, filled in as it is sent: an mfaToken of the account with
 // TOTP on (used until spent or a few times over its five wrong codes), the code of the current step of
@@ -63,6 +72,13 @@ const routes: Route[] = [
   { method: 'DELETE', url: '/passkeys/{id}', fields: [], success: [204], as: 'user', passkey: { liveId: true } },
   { method: 'POST', url: '/login/passkey/options', fields: [], success: [200], passkey: {} },
   { method: 'POST', url: '/login/passkey', fields: ['response', 'rememberMe'], success: [200], passkey: { shaped: 'login' } },
+  { method: 'GET', url: '/oauth/providers', fields: [], success: [200], oidc: { id: 'none' } },
+  { method: 'GET', url: '/oauth/{id}/authorize', fields: [], success: [302], oidc: { query: 'authorize', id: 'provider' } },
+  { method: 'GET', url: '/oauth/{id}/callback', fields: [], success: [302], oidc: { query: 'callback', id: 'provider' } },
+  { method: 'POST', url: '/oauth/token', fields: ['code', 'codeVerifier', 'rememberMe'], success: [200], oidc: { body: 'token', id: 'none' } },
+  { method: 'POST', url: '/me/identities/{id}', fields: ['redirectUri', 'codeChallenge', 'state'], success: [200], as: 'user', oidc: { body: 'link', id: 'provider' } },
+  { method: 'GET', url: '/me/identities', fields: [], success: [200], as: 'user', oidc: { id: 'none' } },
+  { method: 'DELETE', url: '/me/identities/{id}', fields: [], success: [204], as: 'user', oidc: { id: 'identity' } },
 ]
 
 // The file's time grows with FUZZ_RUNS and the routes: allow ~10 ms a request (a longer --timeout wins; 0 is none).
@@ -153,6 +169,129 @@ const shape: fc.Arbitrary<Shape> = fc.record({
   other: seldom(fc.oneof(weird, fc.constantFrom('Phone', true, false))),
 }, { noNullPrototype: true })
 
+// Signing in with an identity provider: the test provider runs in this process (started by the first route
+// that needs it), configured twice, as "test" and as "second" (a state of another provider). Stand-ins a
+// query, body or path may carry, filled in as it is sent: the state of a new flow (of "test", of "second",
+// or one already spent), the provider's issuer, a one-time code of a whole sign-in and its verifier, the
+// account's identity (as listed or in capitals) and the identity that is another account's last way in.
+const APP_URIS = [WEB, MOBILE]
+const OIDC_LIVE = {
+  state: '~live-state~',
+  secondState: '~second-state~',
+  spentState: '~spent-state~',
+  issuer: '~issuer~',
+  oauthCode: '~live-oauth-code~',
+  codeVerifier: '~live-code-verifier~',
+  identity: '~live-identity~',
+  identityUpper: '~LIVE-IDENTITY~',
+  lastIdentity: '~last-identity~',
+} as const
+// the problems the callback's redirect may name (error=…)
+const CALLBACK_ERRORS = ['email_taken', 'identity_taken', 'provider_denied', 'provider_error', 'id_token_invalid', 'provider_email_missing', 'provider_unavailable']
+
+interface IdentityProvider { provider: TestProvider, env: Record<string, string>, authorizationEndpoint: string }
+let identityProvider: Promise<IdentityProvider> | undefined
+const startIdentityProvider = () => (identityProvider ??= (async () => {
+  const provider = await startTestProvider({ redirectUris: [callbackFor('test'), callbackFor('second')] })
+  t.teardown(() => provider.stop())
+  const env = oidcEnv({ test: provider, second: provider })
+  const discovery = await (await fetch(`${provider.issuer}/.well-known/openid-configuration`)).json() as { authorization_endpoint: string }
+  return { provider, env, authorizationEndpoint: discovery.authorization_endpoint }
+})())
+
+const often = <T>(good: fc.Arbitrary<T>, ...bad: fc.Arbitrary<unknown>[]) =>
+  fc.oneof({ arbitrary: good as fc.Arbitrary<unknown>, weight: 4 }, ...bad.map(arbitrary => ({ arbitrary, weight: 1 })))
+const allowedUri = fc.constantFrom(...APP_URIS)
+// almost an allowed redirect URI: they are compared exactly
+const nearUri = fc.constantFrom(
+  'https://app.example.com/oauth/callback/', 'https://app.example.com/oauth/callback?x=1', 'https://app.example.com/oauth/callback#x',
+  'HTTPS://APP.EXAMPLE.COM/oauth/callback', 'https://app.example.com.evil.example/oauth/callback', 'https://app.example.com@evil.example/oauth/callback',
+  'https://app.example.com/oauth/callback\u0000', ' https://app.example.com/oauth/callback', 'com.example.app:/oauth/', 'com.example.app://oauth',
+  'javascript:alert(1)', 'http://localhost:3000/demo/', '//app.example.com/oauth/callback', '',
+)
+const challenge = fc.uint8Array({ minLength: 32, maxLength: 32 }).map(b => Buffer.from(b).toString('base64url'))
+const verifierShaped = fc.stringMatching(/^[A-Za-z0-9._~-]{43,128}$/)
+
+// a query as a client (or an attacker) writes one: odd values, keys twice, bare keys, bad escapes
+const queryValue = (v: unknown) => {
+  const text = typeof v === 'string' ? v : JSON.stringify(v) ?? ''
+  try {
+    return encodeURIComponent(text)
+  } catch {
+    return '%ED%A0%80' // a lone surrogate, as its UTF-8 would be
+  }
+}
+const queryTail = fc.oneof(
+  { arbitrary: fc.constant(''), weight: 10 },
+  fc.constantFrom('&', '&&', '&=', '&%zz=1', '&state', '&code=', '&code_challenge_method=plain', '&redirect_uri=https%3A%2F%2Fevil.example%2F', '&state=a&state=b', '&iss=https%3A%2F%2Fevil.example'),
+)
+// every field, as a client sends them, or (now and then) only some
+const fields = <T extends Record<string, fc.Arbitrary<unknown>>>(model: T) =>
+  fc.oneof({ arbitrary: fc.record(model), weight: 3 }, { arbitrary: fc.record(model, { requiredKeys: [] }), weight: 1 }) as fc.Arbitrary<Record<string, unknown>>
+const toQuery = ([params, tail]: [Record<string, unknown>, string]) => {
+  const text = Object.entries(params).map(([k, v]) => `${queryValue(k)}=${queryValue(v)}`).join('&') + tail
+  return text ? `?${text}` : ''
+}
+
+const authorizeQuery = fc.tuple(fields({
+  redirect_uri: often(allowedUri, nearUri, weird),
+  code_challenge: often(challenge, base64url, weird),
+  code_challenge_method: often(fc.constant('S256'), fc.constantFrom('plain', 's256', 'S256 ', ''), weird),
+  state: fc.oneof(printable, weird, huge),
+}), queryTail).map(toQuery)
+
+// The provider's real answer to a new flow, then mutated (SHAPED_CALLBACK marks the plan): keys dropped, set,
+// flipped or sent twice, the state of another provider's flow, of a spent flow or of another flow (whose
+// code this is not), sent to another provider's callback. Unmutated (now and then) it signs in, and succeeds.
+const SHAPED_CALLBACK = '~shaped callback~'
+const ANSWER_KEYS = ['code', 'state', 'iss'] as const
+type CallbackMutation =
+  | { op: 'drop', key: typeof ANSWER_KEYS[number] }
+  | { op: 'set', key: string, value: unknown }
+  | { op: 'flip', key: typeof ANSWER_KEYS[number], at: number }
+  | { op: 'twice', key: typeof ANSWER_KEYS[number] }
+  | { op: 'state', of: 'second' | 'spent' | 'fresh' }
+interface CallbackShape { mutations: CallbackMutation[], provider?: string }
+const answerKey = fc.constantFrom(...ANSWER_KEYS)
+const callbackMutation: fc.Arbitrary<CallbackMutation> = fc.oneof(
+  fc.record({ op: fc.constant('drop' as const), key: answerKey }),
+  { arbitrary: fc.record({ op: fc.constant('set' as const), key: fc.oneof(answerKey, fc.constantFrom('error', 'error_description', 'session_state', '__proto__')), value: fc.oneof(weird, printable, fc.constantFrom('access_denied', 'server_error', 'https://evil.example', '')) }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant('flip' as const), key: answerKey, at: fc.nat() }), weight: 2 },
+  fc.record({ op: fc.constant('twice' as const), key: answerKey }),
+  fc.record({ op: fc.constant('state' as const), of: fc.constantFrom('second' as const, 'spent' as const, 'fresh' as const) }),
+)
+const callbackShape: fc.Arbitrary<CallbackShape> = fc.record({
+  mutations: fc.oneof({ arbitrary: fc.constant<CallbackMutation[]>([]), weight: 1 }, { arbitrary: fc.array(callbackMutation, { minLength: 1, maxLength: 3 }), weight: 4 }),
+  provider: fc.oneof({ arbitrary: fc.constant(undefined), weight: 6 }, { arbitrary: fc.constantFrom('second', 'TEST', 'none'), weight: 1 }),
+}, { requiredKeys: ['mutations'] })
+
+const callbackQuery = fc.oneof(
+  fc.tuple(fc.record({
+    code: fc.oneof(printable, base64url, weird),
+    state: often(fc.constantFrom(OIDC_LIVE.state, OIDC_LIVE.secondState, OIDC_LIVE.spentState), printable, weird),
+    error: fc.oneof(fc.constantFrom('access_denied', 'server_error', 'login_required', 'temporarily_unavailable'), weird),
+    error_description: weird,
+    iss: fc.oneof(fc.constant(OIDC_LIVE.issuer), printable, weird),
+  }, { requiredKeys: [] }), queryTail).map(toQuery),
+  { arbitrary: callbackShape.map(v => SHAPED_CALLBACK + JSON.stringify(v)), weight: 2 },
+)
+const oidcQueries = { authorize: authorizeQuery, callback: callbackQuery }
+
+// the route's own fields (OIDC_BODY marks them): sent as JSON and, to a route of the account, signed in
+const OIDC_BODY = '~oidc body~'
+const oidcBodies = {
+  token: fields({
+    code: often(fc.constant(OIDC_LIVE.oauthCode), printable, weird),
+    codeVerifier: often(fc.constant(OIDC_LIVE.codeVerifier), verifierShaped, weird),
+    rememberMe: fc.oneof(fc.boolean(), weird),
+  }),
+  link: fields({
+    redirectUri: often(allowedUri, nearUri, weird),
+    codeChallenge: often(challenge, base64url, weird),
+    state: fc.oneof(printable, weird),
+  }),
+}
+
 function bodies (route: Route) {
   const key = route.fields.length ? fc.oneof(fc.constantFrom(...route.fields), protoKeys, fc.string({ maxLength: 10 })) : fc.oneof(protoKeys, fc.string({ maxLength: 10 }))
   const json = fc.oneof(
@@ -173,13 +312,15 @@ function bodies (route: Route) {
     ...(route.passkey?.shaped ? [{ arbitrary: shape.map(v => SHAPED + JSON.stringify(v)), weight: 12 }] : []),
     // a new name, for the passkey's id
     ...(route.passkey?.liveId && route.fields.includes('name') ? [{ arbitrary: fc.record({ name: fc.oneof(printable, weird) }).map(v => JSON.stringify(v)), weight: 3 }] : []),
+    // and for an identity provider's route, its own fields, mostly valid or live
+    ...(route.oidc?.body ? [{ arbitrary: oidcBodies[route.oidc.body].map(v => OIDC_BODY + JSON.stringify(v)), weight: 6 }] : []),
   )
   return raw
 }
 
 const contentType = fc.option(fc.oneof(fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/problem+json'), printable), { nil: undefined })
 // a route with live secrets (or passkey answers) mostly gets JSON, so that its bodies reach the checks of codes and tokens
-const mostlyJson = (route: Route) => !!route.live || !!route.passkey?.shaped || !!route.passkey?.liveId
+const mostlyJson = (route: Route) => !!route.live || !!route.passkey?.shaped || !!route.passkey?.liveId || !!route.oidc?.body || route.oidc?.id === 'identity'
 const headers = (route: Route) => fc.record({
   'content-type': mostlyJson(route) ? fc.oneof({ arbitrary: fc.constant('application/json'), weight: 3 }, { arbitrary: contentType, weight: 1 }) : contentType,
   authorization: fc.option(fc.oneof(printable, printable.map(s => `Bearer ${s}`), fc.constant('Bearer eyJhbGciOiJub25lIn0.e30.')), { nil: undefined }),
@@ -196,9 +337,12 @@ const pathSegment = fc.oneof(fc.uuid(), printable.map(encodeURIComponent), fc.st
 // the id of the account's passkey, as listed or in capitals, filled in as it is sent
 const LIVE_PASSKEY_ID = '<live passkey id>'
 const LIVE_PASSKEY_ID_UPPER = '<LIVE PASSKEY ID>'
-const segments = (route: Route) => route.passkey?.liveId
-  ? fc.oneof({ arbitrary: pathSegment, weight: 2 }, { arbitrary: fc.constantFrom(LIVE_PASSKEY_ID, LIVE_PASSKEY_ID_UPPER), weight: 1 })
-  : pathSegment
+const segments = (route: Route) => {
+  if (route.passkey?.liveId) return fc.oneof({ arbitrary: pathSegment, weight: 2 }, { arbitrary: fc.constantFrom(LIVE_PASSKEY_ID, LIVE_PASSKEY_ID_UPPER), weight: 1 })
+  if (route.oidc?.id === 'provider') return fc.oneof({ arbitrary: pathSegment, weight: 1 }, { arbitrary: fc.constantFrom('test', 'test', 'second', 'TEST', 'test%00', 'tes%74'), weight: 3 })
+  if (route.oidc?.id === 'identity') return fc.oneof({ arbitrary: pathSegment, weight: 2 }, { arbitrary: fc.constantFrom(OIDC_LIVE.identity, OIDC_LIVE.identityUpper, OIDC_LIVE.lastIdentity), weight: 3 })
+  return pathSegment
+}
 
 async function counts () {
   const [row] = await rows<{ users: number, sessions: number, rotations: number, revoked: number }>(sql`
@@ -356,6 +500,129 @@ async function afterSuccess (app: TestApp, route: Route, account: Account, body:
   }
 }
 
+/**
+ * The accounts of an identity provider's route: the fuzzed one, linked to a person at the provider (who signs
+ * in there from then on), and one made through the provider, with no password.
+ */
+interface OidcAccounts { sub: string, identityId: string, passwordless: { token: string, identityId: string } }
+
+/** Links the account of `token` to `sub` at the provider (POST /me/identities/test, the provider's pages, the callback): the identity's id. */
+async function linkIdentity (app: TestApp, provider: TestProvider, token: string, sub: string): Promise<string> {
+  const started = await call(app, 'POST', '/me/identities/test', token, { redirectUri: WEB, codeChallenge: pkce().challenge })
+  if (started.statusCode !== 200) throw new Error(`could not start a link: ${started.statusCode} ${started.body}`)
+  provider.signInAs = sub
+  const res = await callback(app, await provider.follow(started.json().authorizeUrl))
+  if (new URL(String(res.headers.location)).searchParams.get('linked') !== 'test') throw new Error(`not linked: ${res.statusCode} ${res.headers.location}`)
+  const { identities } = (await call(app, 'GET', '/me/identities', token)).json() as { identities: { id: string }[] }
+  return identities.at(-1)!.id
+}
+
+async function oidcAccounts (app: TestApp, { provider }: IdentityProvider, token: string): Promise<OidcAccounts> {
+  // a sign-up through the provider: an account whose identity is its only way in
+  const { tokens } = await signInWith(app, provider, person(provider).sub)
+  const [made] = (await call(app, 'GET', '/me/identities', tokens.accessToken)).json().identities as { id: string }[]
+  const { sub } = person(provider)
+  return { sub, identityId: await linkIdentity(app, provider, token, sub), passwordless: { token: tokens.accessToken, identityId: made!.id } }
+}
+
+async function newState (app: TestApp, providerId: string) {
+  const res = await authorize(app, providerId)
+  if (res.statusCode !== 302) throw new Error(`could not start a flow: ${res.statusCode} ${res.body}`)
+  return new URL(String(res.headers.location)).searchParams.get('state')!
+}
+
+/** The state of a flow that is over: the provider sent the user back cancelled. */
+async function spentState (app: TestApp) {
+  const state = await newState(app, 'test')
+  const res = await app.inject({ url: `/oauth/test/callback?error=access_denied&state=${state}` })
+  if (res.statusCode !== 302) throw new Error(`could not spend a state: ${res.statusCode} ${res.body}`)
+  return state
+}
+
+/** Writes the stand-ins of OIDC_LIVE into a query, a body or a path segment. */
+async function fillOidc (app: TestApp, idp: IdentityProvider, accounts: OidcAccounts, text: string): Promise<string> {
+  if (!text.includes('~')) return text
+  let out = text
+  const fill = async (standIn: string, value: () => Promise<string> | string) => { if (out.includes(standIn)) out = out.replaceAll(standIn, await value()) }
+  await fill(OIDC_LIVE.state, () => newState(app, 'test'))
+  await fill(OIDC_LIVE.secondState, () => newState(app, 'second'))
+  await fill(OIDC_LIVE.spentState, () => spentState(app))
+  await fill(OIDC_LIVE.issuer, () => idp.provider.issuer)
+  if (out.includes(OIDC_LIVE.oauthCode) || out.includes(OIDC_LIVE.codeVerifier)) {
+    const { location, verifier } = await flow(app, idp.provider, accounts.sub)
+    const code = location.searchParams.get('code')
+    if (!code) throw new Error(`no code: ${location.href}`)
+    out = out.replaceAll(OIDC_LIVE.oauthCode, code).replaceAll(OIDC_LIVE.codeVerifier, verifier)
+  }
+  await fill(OIDC_LIVE.identity, () => accounts.identityId)
+  await fill(OIDC_LIVE.identityUpper, () => accounts.identityId.toUpperCase())
+  await fill(OIDC_LIVE.lastIdentity, () => accounts.passwordless.identityId)
+  return out
+}
+
+/** Builds the callback a SHAPED_CALLBACK plan describes: the provider's answer to a new flow, mutated. */
+async function shapedCallback (app: TestApp, idp: IdentityProvider, accounts: OidcAccounts, plan: CallbackShape) {
+  const start = await authorize(app, 'test')
+  if (start.statusCode !== 302) throw new Error(`could not start a flow: ${start.statusCode} ${start.body}`)
+  idp.provider.signInAs = accounts.sub
+  const back = await idp.provider.follow(String(start.headers.location))
+  let params: [string, unknown][] = [...back.searchParams]
+  const set = (key: string, value: unknown) => { params = [...params.filter(([k]) => k !== key), [key, value]] }
+  for (const m of plan.mutations) {
+    switch (m.op) {
+      case 'drop': params = params.filter(([k]) => k !== m.key); break
+      case 'set': set(m.key, m.value); break
+      case 'flip': params = params.map(([k, v]) => {
+        if (k !== m.key || typeof v !== 'string' || v.length === 0) return [k, v]
+        const at = m.at % v.length
+        return [k, v.slice(0, at) + (v[at] === 'A' ? 'B' : 'A') + v.slice(at + 1)]
+      }); break
+      case 'twice': params = [...params, ...params.filter(([k]) => k === m.key)]; break
+      case 'state': set('state', m.of === 'spent' ? await spentState(app) : await newState(app, m.of === 'second' ? 'second' : 'test')); break
+    }
+  }
+  return {
+    query: `?${params.map(([k, v]) => `${queryValue(k)}=${queryValue(v)}`).join('&')}`,
+    segment: plan.provider ?? 'test',
+    providerCode: back.searchParams.get('code'),
+  }
+}
+
+/** Identities as stored, and how many flows and one-time codes wait: a refused request links, unlinks or starts none. */
+async function oidcRows () {
+  const [row] = await rows<{ identities: string, flows: number, codes: number }>(sql`
+    select (select coalesce(json_agg(json_build_object('id', id, 'user', user_id, 'provider', provider, 'subject', subject, 'email', email) order by id), '[]')::text from identities) as identities,
+           (select count(*)::int from oauth_flows) as flows, (select count(*)::int from oauth_codes) as codes`)
+  return row!
+}
+
+/**
+ * What every answer of an identity provider's route must be, success or not: a redirect goes only to the
+ * provider's authorization endpoint (authorize) or to an allowed redirect URI with a code or a known error
+ * (callback), a link's URL is the provider's, and no code (the provider's, or ours) reaches a log line.
+ * Whether the answer is a success, as the route counts them (a callback's redirect with an error is a refusal).
+ */
+function checkOidcAnswer (idp: IdentityProvider, route: Route, res: { statusCode: number, headers: Record<string, unknown>, body: string }, logs: string[], providerCode: string | null) {
+  const location = typeof res.headers.location === 'string' ? res.headers.location : undefined
+  const secrets = [providerCode]
+  if (res.statusCode === 302 && route.url === '/oauth/{id}/authorize' && !location?.startsWith(`${idp.authorizationEndpoint}?`)) {
+    throw new Error(`authorize redirected elsewhere than the provider: ${location}`)
+  }
+  let refused = false
+  if (res.statusCode === 302 && route.url === '/oauth/{id}/callback') {
+    if (!APP_URIS.some(uri => location?.startsWith(`${uri}?`))) throw new Error(`the callback redirected elsewhere than an allowed redirect URI: ${location}`)
+    const answer = new URL(location!).searchParams
+    secrets.push(answer.get('code'))
+    if (answer.has('error') && !CALLBACK_ERRORS.includes(answer.get('error')!)) throw new Error(`the callback's redirect names no known problem: ${location}`)
+    refused = !answer.has('code')
+  }
+  if (res.statusCode === 200 && route.url === '/me/identities/{id}' && !String(JSON.parse(res.body).authorizeUrl).startsWith(`${idp.authorizationEndpoint}?`)) {
+    throw new Error(`a link's authorizeUrl is not the provider's: ${res.body}`)
+  }
+  for (const secret of secrets) if (secret && logs.some(line => line.includes(secret))) throw new Error('a code reached a log line')
+  return !refused && route.success.includes(res.statusCode)
+}
+
 // Found by the shaped answers on Postgres, which stores no NUL character: a challenge that is no base64url is
 // not looked up, and transports that WebAuthn does not name are not kept.
 t.test('passkey answers carrying what Postgres cannot store are refused or cleaned, never a 5xx', async t => {
@@ -382,13 +649,17 @@ t.test('passkey answers carrying what Postgres cannot store are refused or clean
 
 for (const route of routes) {
   t.test(`${route.method} ${route.url}: ${RUNS} hostile requests`, async t => {
-    const app = await build(t)
+    const idp = route.oidc && await startIdentityProvider()
+    const app = await build(t, idp ? { env: idp.env } : {})
     // a live account, so tokens and cookies have something real to collide with
     const { tokens } = await register(app)
     if (route.as === 'admin') await rows(sql`update users set role = 'admin' where id = ${tokens.user.id}`)
     const valid = `Bearer ${tokens.accessToken}`
     const accounts = route.mfa || route.live ? await mfaAccounts(app, tokens) : undefined
     const live = accounts && liveFiller(app, accounts.on)
+    // an identity provider's route: the live account has an identity, another account only one
+    const oidc = idp && await oidcAccounts(app, idp, tokens.accessToken)
+    let logsChecked = app.logs.length
     const before = await counts()
     // the second factors as the last success left them: a refused request changes none
     let factorsKnown = accounts && await factors()
@@ -398,7 +669,8 @@ for (const route of routes) {
     let passkeyId = keys && await addPasskey(app, keys)
     let passkeysKnown = await passkeyRows()
     const passkeysAtStart = passkeysKnown
-    await fc.assert(fc.asyncProperty(bodies(route), headers(route), query, segments(route), fc.boolean(), fc.boolean(), async (raw, hdrs, q, rawSegment, signedIn, withTotp) => {
+    const queries = route.oidc?.query ? oidcQueries[route.oidc.query] : query
+    await fc.assert(fc.asyncProperty(bodies(route), headers(route), queries, segments(route), fc.boolean(), fc.boolean(), fc.boolean(), async (raw, hdrs, q, rawSegment, signedIn, withTotp, passwordless) => {
       // the account with TOTP on, or (with its token) the one enrolling
       const account = accounts && (withTotp || !route.mfa ? accounts.on : accounts.pending)
       let payload = live ? await live.fill(raw, account!) : raw
@@ -406,11 +678,31 @@ for (const route of routes) {
       const shaped = keys && typeof payload === 'string' && payload.startsWith(SHAPED)
       if (shaped) payload = await shapedBody(app, route.passkey!.shaped!, keys, JSON.parse((payload as string).slice(SHAPED.length)))
       if (shaped) { hdrs = { ...hdrs, 'content-type': 'application/json' }; signedIn = true }
-      const segment = rawSegment === LIVE_PASSKEY_ID ? passkeyId! : rawSegment === LIVE_PASSKEY_ID_UPPER ? passkeyId!.toUpperCase() : rawSegment
-      const authorization = account ? `Bearer ${account.token}` : valid
+      let segment = rawSegment === LIVE_PASSKEY_ID ? passkeyId! : rawSegment === LIVE_PASSKEY_ID_UPPER ? passkeyId!.toUpperCase() : rawSegment
+      let providerCode: string | null = null
+      if (oidc) {
+        if (typeof payload === 'string' && payload.startsWith(OIDC_BODY)) {
+          payload = payload.slice(OIDC_BODY.length)
+          hdrs = { ...hdrs, 'content-type': 'application/json' }
+          signedIn = true
+        }
+        if (typeof payload === 'string') payload = await fillOidc(app, idp, oidc, payload)
+        if (q.startsWith(SHAPED_CALLBACK)) ({ query: q, segment, providerCode } = await shapedCallback(app, idp, oidc, JSON.parse(q.slice(SHAPED_CALLBACK.length))))
+        else q = await fillOidc(app, idp, oidc, q)
+        segment = await fillOidc(app, idp, oidc, segment)
+      }
+      const oidcKnown = oidc && await oidcRows()
+      const authorization = oidc && passwordless ? `Bearer ${oidc.passwordless.token}` : account ? `Bearer ${account.token}` : valid
       const res = await send(app, route, payload, route.as && signedIn ? { ...hdrs, authorization } : hdrs, q, segment)
-      if (route.success.includes(res.statusCode)) {
+      const succeeded = idp ? checkOidcAnswer(idp, route, res, app.logs.slice(logsChecked), providerCode) : route.success.includes(res.statusCode)
+      logsChecked = app.logs.length
+      if (succeeded) {
         successes++
+        if (oidc && route.url === '/me/identities/{id}' && route.method === 'DELETE') {
+          if (passwordless && signedIn) throw new Error('an identity of the account without a password was unlinked')
+          // unlinked: linked again for the next requests
+          oidc.identityId = await linkIdentity(app, idp.provider, tokens.accessToken, oidc.sub)
+        }
         if (account) {
           await afterSuccess(app, route, account, res.body, live!)
           factorsKnown = await factors()
@@ -426,6 +718,14 @@ for (const route of routes) {
         }
         return
       }
+      if (oidcKnown) {
+        const now = await oidcRows()
+        if (now.identities !== oidcKnown.identities || now.flows > oidcKnown.flows || now.codes > oidcKnown.codes) {
+          throw new Error(`a refused request (${res.statusCode} ${res.headers.location ?? res.body.slice(0, 100)}) linked, unlinked, started a flow or made a code`)
+        }
+      }
+      // the callback's refusals after the state is known: a redirect to the app with error=
+      if (res.statusCode === 302 && route.url === '/oauth/{id}/callback') return
       if (res.statusCode < 400 || res.statusCode >= 500) throw new Error(`${res.statusCode}: ${res.body.slice(0, 300)}`)
       if (!String(res.headers['content-type']).startsWith('application/problem+json')) throw new Error(`not a problem: ${res.headers['content-type']}`)
       const body = JSON.parse(res.body)
@@ -440,7 +740,7 @@ for (const route of routes) {
     } else {
       t.equal(after.users, before.users, 'no user written')
     }
-    if (route.url === '/login/mfa' || route.url === '/login/passkey') {
+    if (route.url === '/login/mfa' || route.url === '/login/passkey' || route.url === '/oauth/token') {
       t.equal(after.sessions - before.sessions, successes, 'one session per 200')
     } else if (!['/register', '/login'].includes(route.url)) {
       t.equal(after.sessions, before.sessions, 'no session written')
