@@ -291,7 +291,8 @@ t.test('events without a notice send none: sign-in, refresh, profile, verificati
   t.equal((await post(app, '/email/verify', { token: verifyToken })).statusCode, 204)
   assertProblem(t, await login(app, { email: a.email, password: 'a wrong password' }), 401, 'invalid_credentials')
   const third = await signIn(app, a)
-  t.equal((await call(app, 'DELETE', `/sessions/${(await call(app, 'GET', '/sessions', tokens.accessToken)).json().sessions.find((s: { current: boolean }) => !s.current).id}`, tokens.accessToken)).statusCode, 204)
+  const { sessions } = (await call(app, 'GET', '/sessions', tokens.accessToken)).json() as { sessions: { id: string, current: boolean }[] }
+  t.equal((await call(app, 'DELETE', `/sessions/${sessions.find(s => !s.current)!.id}`, tokens.accessToken)).statusCode, 204)
   t.equal((await post(app, '/logout', { refreshToken: third.refreshToken })).statusCode, 204)
 
   const creation = (await call(app, 'POST', '/passkeys/register/options', tokens.accessToken)).json() as PublicKeyCredentialCreationOptionsJSON
