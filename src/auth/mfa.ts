@@ -131,7 +131,8 @@ export class MfaService {
       if (!proof) return undefined
       if (proof.method === 'rec') {
         await events.record(tx, 'recovery_code_used', userId, source, { recoveryCodesLeft: proof.recoveryCodesLeft })
-        await events.notify(tx, user.email, 'recovery_code_used', { recoveryCodesLeft: String(proof.recoveryCodesLeft ?? 0) })
+        // the action replaces or removes the codes, so a count left would be wrong by the time it is read
+        await events.notify(tx, user.email, 'recovery_code_used')
       }
       return { proof, result: await action(tx) }
     })
