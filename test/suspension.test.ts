@@ -282,16 +282,18 @@ t.test('refusals: 409 cannot_suspend_self, 403 forbidden for users, 404 not_foun
   t.equal((await me(app, boss.accessToken)).statusCode, 200)
 })
 
-t.test('a suspension and sign-ins at the same moment never leave a live session', async t => {
+t.test('a suspension and sign-ins or a refresh at the same moment never leave a live session', async t => {
   const app = await build(t)
   const { tokens: boss } = await registerAdmin(app)
   const { body: account, tokens } = await register(app)
   const outcomes = new Set<number>()
   for (let round = 0; round < 8; round++) {
-    const [a, suspended, b] = await Promise.all([
+    const before = round === 0 ? tokens : await signIn(app, account)
+    const [a, suspended, b, refreshed] = await Promise.all([
       login(app, { email: account.email, password: account.password }),
       suspend(app, boss.accessToken, tokens.user.id),
       login(app, { email: account.email, password: account.password }),
+      refresh(app, before.refreshToken),
     ])
     t.equal(suspended.statusCode, 204, suspended.body)
     for (const res of [a, b]) {
@@ -299,6 +301,9 @@ t.test('a suspension and sign-ins at the same moment never leave a live session'
       if (res.statusCode === 200) assertProblem(t, await me(app, (res.json() as TokenBody).accessToken), 401, 'session_revoked')
       else assertSuspended(t, res)
     }
+    // a refresh at the same moment: its new tokens die with the session, or it finds the session ended
+    if (refreshed.statusCode === 200) assertProblem(t, await me(app, (refreshed.json() as TokenBody).accessToken), 401, 'session_revoked')
+    else assertProblem(t, refreshed, 401, 'session_revoked')
     t.equal(await liveSessions(tokens.user.id), 0, `round ${round}: no live session`)
     t.equal((await unsuspend(app, boss.accessToken, tokens.user.id)).statusCode, 204)
   }
