@@ -345,3 +345,27 @@ t.test('a suspension and a second step at the same moment: no 5xx, no live sessi
   t.equal(suspended.statusCode, 204, `the suspension: ${suspended.body.slice(0, 200)}`)
   t.equal(await liveSessions(tokens.user.id), 0)
 })
+
+t.test('a suspension while the user turns on TOTP (this session raised, the others ended): no 5xx', async t => {
+  const app = await build(t)
+  const { tokens: boss } = await registerAdmin(app)
+  const account = newAccount()
+  const { tokens } = await register(app, account)
+  // the confirming session is the newer one, so a suspension meets the other first
+  const confirming = await signIn(app, account)
+  const { secret } = (await call(app, 'POST', '/mfa/totp/enroll', confirming.accessToken)).json() as { secret: string }
+  const endAll = app.sessions.endAll.bind(app.sessions)
+  let suspension: Promise<{ statusCode: number, body: string }> | undefined
+  stub(t, app.sessions, 'endAll', async (userId, reason, options) => {
+    if (reason === 'mfa_enabled') {
+      suspension = suspend(app, boss.accessToken, userId)
+      await new Promise(resolve => setTimeout(resolve, 300))
+    }
+    return endAll(userId, reason, options)
+  })
+  const confirmed = await call(app, 'POST', '/mfa/totp/confirm', confirming.accessToken, { code: totp(secret, Date.now()) })
+  const suspended = await suspension!
+  t.equal(confirmed.statusCode, 200, `the confirmation: ${confirmed.body.slice(0, 200)}`)
+  t.equal(suspended.statusCode, 204, `the suspension: ${suspended.body.slice(0, 200)}`)
+  t.equal(await liveSessions(tokens.user.id), 0)
+})
