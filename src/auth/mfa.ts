@@ -8,7 +8,7 @@ import {
   spendRecoveryCode, startTotpEnrolment,
 } from '../repositories/mfa.js'
 import { raiseSessionAssurance } from '../repositories/sessions.js'
-import { findUserById } from '../repositories/users.js'
+import { findUserById, findUserForShare } from '../repositories/users.js'
 import type { MfaMethod } from '../schemas/mfa.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { mfaTokenHash, newMfaToken, newRecoveryCode, normalizeRecoveryCode, RECOVERY_CODE_COUNT, type MfaSecrets } from './mfa-secrets.js'
@@ -69,6 +69,8 @@ export class MfaService {
     const { db, secrets, sessions, events } = this.deps
     const now = this.now()
     const outcome = await db.transaction(async tx => {
+      // the account row before this session's: a suspension takes them in that order
+      await findUserForShare(tx, caller.userId)
       const factor = await findTotpFactor(tx, caller.userId)
       if (!factor || factor.confirmedAt) {
         return new ApiError('mfa_not_enrolling', factor ? 'Two-factor sign-in is already on; there is nothing to confirm' : 'Start with POST /mfa/totp/enroll')
