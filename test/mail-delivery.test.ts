@@ -24,7 +24,7 @@ t.test('a slow relay: several messages in flight at once, from two instances, an
   const smtp = await smtpServer(t, { accept: () => new Promise(resolve => setTimeout(resolve, 150)) })
   const one = await mailApp(t, smtp)
   const two = await mailApp(t, smtp)
-  const accounts = [...await queued(t, one, 20), ...await queued(t, two, 20)]
+  const accounts = [...await queued(t, one, 16), ...await queued(t, two, 16)]
 
   await Promise.all([one.mailer.flush(), two.mailer.flush()])
   t.ok(smtp.counts.maxInFlight > 1, `${smtp.counts.maxInFlight} messages at the relay at once`)
@@ -52,5 +52,6 @@ t.test('a message is claimed only when it can go out at once: the rest stay free
   release()
   await app.mailer.flush()
   t.same(accounts.map(a => smtp.countTo(a.email, VERIFY)), accounts.map(() => 1), 'then the rest, each once')
+  t.equal(smtp.counts.connections, CONCURRENCY, `${count} messages over the pool's ${CONCURRENCY} connections, not one each`)
   t.same([...new Set((await verifyRows(accounts.map(a => a.email))).map(r => r.status))], ['sent'])
 })

@@ -7,18 +7,19 @@ import { freePort } from './live-server.js'
  * A real SMTP server in this process: what arrives is parsed and kept. `stop()` takes it down
  * (connections are refused) and `start()` brings it back on the same port. `accept`, when given, is
  * awaited before each message is accepted: a slow relay. `inFlight` and `maxInFlight` count the
- * messages it holds at once.
+ * messages it holds at once, `connections` the connections it was opened.
  */
 export async function smtpServer (t: Test, options: { accept?: () => Promise<void> } = {}) {
   const port = await freePort()
   const inbox: ParsedMail[] = []
-  const counts = { inFlight: 0, maxInFlight: 0 }
+  const counts = { inFlight: 0, maxInFlight: 0, connections: 0 }
   let server: SMTPServer | undefined
   const start = () => new Promise<void>((resolve, reject) => {
     server = new SMTPServer({
       authOptional: true,
       disabledCommands: ['STARTTLS', 'AUTH'],
       logger: false,
+      onConnect (_session, callback) { counts.connections++; callback() },
       onData (stream, _session, callback) {
         counts.maxInFlight = Math.max(counts.maxInFlight, ++counts.inFlight)
         simpleParser(stream)

@@ -7,10 +7,11 @@ import type { Message } from './templates.js'
 /** Messages the outbox sender has in flight at once, and so the SMTP connections it keeps open. */
 export const CONCURRENCY = 16
 
+type Nodemailer = typeof import('nodemailer')
 // nodemailer is loaded when the first message goes out, not at start (it is not small).
-const lazy = (options: string | object, defaults?: object) => {
+const lazy = (make: (nodemailer: Nodemailer) => Transporter | Promise<Transporter>) => {
   let transporter: Promise<Transporter> | undefined
-  return () => (transporter ??= import('nodemailer').then(m => m.default.createTransport(options as never, defaults as never)))
+  return () => (transporter ??= import('nodemailer').then(m => make(m.default)))
 }
 
 export interface Transport {
@@ -24,7 +25,12 @@ export interface Transport {
  * the sender has in flight.
  */
 export function smtpTransport (url: string): Transport {
-  const transporter = lazy(url, { pool: true, maxConnections: CONCURRENCY, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000 })
+  const transporter = lazy(async nodemailer => {
+    const { parseConnectionUrl } = await import('nodemailer/lib/shared/index.js')
+    // given a URL, createTransport reads nothing but the URL (its second argument is defaults of each
+    // message), so the URL's settings and these go in one object
+    return nodemailer.createTransport({ ...parseConnectionUrl(url), pool: true, maxConnections: CONCURRENCY, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000 })
+  })
   let opened = false
   return {
     async send (message) {
@@ -40,7 +46,7 @@ export function smtpTransport (url: string): Transport {
  * link are logged, so a person running `npm start` can click through. Never used in production.
  */
 export function fileTransport (dir: string, log: FastifyBaseLogger): Transport {
-  const transporter = lazy({ streamTransport: true, buffer: true, newline: 'unix' })
+  const transporter = lazy(nodemailer => nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' }))
   return {
     async send (message, meta) {
       const info = await (await transporter()).sendMail(message) as unknown as { message: Buffer }
