@@ -135,21 +135,34 @@ export async function compareMany (ours: Side, baselines: Side[], warmup = WARMU
   return results.map(median)
 }
 
-/** A mail relay that accepts every message and keeps a count, as a production relay would accept them. */
+/**
+ * A mail relay that accepts every message, as a production relay would accept them, and keeps a count
+ * and when it accepted a message for each recipient.
+ */
 export async function smtpSink () {
   let received = 0
+  const accepted = new Map<string, number[]>()
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
-    onData (stream, _session, callback) {
+    onData (stream, session, callback) {
       stream.resume()
-      stream.on('end', () => { received++; callback() })
+      stream.on('end', () => {
+        received++
+        const now = Date.now()
+        for (const { address } of session.envelope.rcptTo) {
+          const times = accepted.get(address)
+          if (times) times.push(now)
+          else accepted.set(address, [now])
+        }
+        callback()
+      })
     },
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', () => resolve()))
   const { port } = server.server.address() as { port: number }
-  return { url: `smtp://127.0.0.1:${port}`, received: () => received, close: () => new Promise<void>(resolve => server.close(() => resolve())) }
+  return { url: `smtp://127.0.0.1:${port}`, received: () => received, acceptedAt: (to: string) => accepted.get(to) ?? [], close: () => new Promise<void>(resolve => server.close(() => resolve())) }
 }
 
 export function printTable (rows: Record<string, unknown>[], cols: string[], heading: string) {

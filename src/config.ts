@@ -278,6 +278,8 @@ function webhookSettings (e: Env): Config['webhooks'] {
     if (bytes < 24 || bytes > 64) throw new ConfigError('WEBHOOK_SECRET must be whsec_ followed by base64 of 24 to 64 random bytes (e.g. whsec_$(openssl rand -base64 32))')
   }
   const names = e.WEBHOOK_EVENTS === undefined ? [...WEBHOOK_EVENTS] : e.WEBHOOK_EVENTS.split(',').map(s => s.trim()).filter(Boolean)
+  // a list of nothing is a slip, not a way to turn webhooks off (unset WEBHOOK_URL for that)
+  if (names.length === 0) throw new ConfigError(`WEBHOOK_EVENTS names no event; leave it unset for all of ${WEBHOOK_EVENTS.join(', ')}`)
   for (const name of names) {
     if (!(WEBHOOK_EVENTS as readonly string[]).includes(name)) throw new ConfigError(`WEBHOOK_EVENTS: "${name}" is not one of ${WEBHOOK_EVENTS.join(', ')}`)
   }

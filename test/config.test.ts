@@ -20,13 +20,55 @@ t.test('defaults', async t => {
   t.equal(c.passwordMinLength, 15)
   t.same(c.rateLimit, { loginIp: 20, registerIp: 20, refreshIp: 60, ip: 300, loginAccount: 10, forgot: 3, forgotIp: 20 })
   t.same(c.mail, {
-    appUrl: 'http://localhost:3000', appUrlSet: false, smtpUrl: undefined, from: 'Auth API <no-reply@localhost>', subjects: { reset: 'Reset your password', verify: 'Verify your email address' }, resetTtl: 1800, verifyTtl: 86_400, requireVerification: false,
+    appUrl: 'http://localhost:3000', appUrlSet: false, smtpUrl: undefined, from: 'Auth API <no-reply@localhost>', subjects: { reset: 'Reset your password', verify: 'Verify your email address' }, resetTtl: 1800, verifyTtl: 86_400, emailChangeTtl: 3600, requireVerification: false,
   })
   t.equal(c.trustProxy, false)
   t.equal(c.cookieSecure, true)
   t.same(c.corsOrigins, [])
   t.equal(c.docsEnabled, true)
   t.same(c.mfa, { issuer: 'Auth API', encryptionKey: undefined })
+  t.equal(c.auditRetentionDays, 90)
+  t.same(c.webhooks, { url: undefined, secret: undefined, events: ['user.created', 'user.updated', 'user.deleted', 'user.suspended', 'session.created', 'session.revoked'] }, 'no webhooks; every event once a URL is set')
+})
+
+t.test('EMAIL_CHANGE_TOKEN_TTL and AUDIT_RETENTION_DAYS are read and bounded', async t => {
+  t.equal(loadConfig({ EMAIL_CHANGE_TOKEN_TTL: '600' }).mail.emailChangeTtl, 600)
+  t.equal(loadConfig({ AUDIT_RETENTION_DAYS: '365' }).auditRetentionDays, 365)
+  t.throws(() => loadConfig({ EMAIL_CHANGE_TOKEN_TTL: '30' }), { name: 'ConfigError', message: /EMAIL_CHANGE_TOKEN_TTL must be >= 60/ })
+  t.throws(() => loadConfig({ AUDIT_RETENTION_DAYS: '0' }), { name: 'ConfigError', message: /AUDIT_RETENTION_DAYS must be >= 1/ })
+})
+
+t.test('WEBHOOK_*: a URL and a Standard Webhooks secret together, and the events from the known list', async t => {
+  const secret = `whsec_${randomBytes(32).toString('base64')}`
+  const url = 'https://hooks.example.com/auth'
+  t.same(loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret }).webhooks, {
+    url, secret, events: ['user.created', 'user.updated', 'user.deleted', 'user.suspended', 'session.created', 'session.revoked'],
+  })
+  t.same(loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_EVENTS: ' user.created ,session.revoked,, ' }).webhooks.events, ['user.created', 'session.revoked'], 'spaces and empty items ignored')
+  t.same(loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_EVENTS: '' }).webhooks.events.length, 6, 'empty means unset: all of them')
+  for (const bytes of [24, 64]) {
+    t.doesNotThrow(() => loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: `whsec_${randomBytes(bytes).toString('base64')}` }), `a secret of ${bytes} bytes`)
+  }
+
+  const both = /^Set both WEBHOOK_URL and WEBHOOK_SECRET, or neither$/
+  const size = /^WEBHOOK_SECRET must be whsec_ followed by base64 of 24 to 64 random bytes/
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ WEBHOOK_URL: url }, both],
+    [{ WEBHOOK_SECRET: secret }, both],
+    [{ WEBHOOK_URL: url, WEBHOOK_SECRET: randomBytes(32).toString('base64') }, /WEBHOOK_SECRET must match pattern/],
+    [{ WEBHOOK_URL: url, WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64url').replace(/^./, '-')}` }, /WEBHOOK_SECRET must match pattern/],
+    [{ WEBHOOK_URL: url, WEBHOOK_SECRET: `whsec_${randomBytes(16).toString('base64')}` }, size],
+    [{ WEBHOOK_URL: url, WEBHOOK_SECRET: `whsec_${randomBytes(65).toString('base64')}` }, size],
+    [{ WEBHOOK_URL: 'hooks.example.com/auth', WEBHOOK_SECRET: secret }, /WEBHOOK_URL must match pattern/],
+    [{ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_EVENTS: 'user.created,user.signed_in' }, /^WEBHOOK_EVENTS: "user\.signed_in" is not one of user\.created, user\.updated, user\.deleted, user\.suspended, session\.created, session\.revoked$/],
+    [{ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_EVENTS: 'User.Created' }, /WEBHOOK_EVENTS: "User\.Created" is not one of/],
+    [{ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_EVENTS: ' , ' }, /^WEBHOOK_EVENTS names no event/],
+  ]
+  for (const [env, message] of bad) t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
+  for (const wrong of [`whsec_${randomBytes(16).toString('base64')}`, randomBytes(32).toString('base64')]) {
+    const err = (() => { try { loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: wrong }) } catch (e) { return e as Error } })()
+    t.ok(err && !err.message.includes(wrong.replace('whsec_', '')), 'the message does not repeat the secret')
+  }
 })
 
 t.test('values are read and typed', async t => {

@@ -5,19 +5,27 @@ import { freePort } from './live-server.js'
 
 /**
  * A real SMTP server in this process: what arrives is parsed and kept. `stop()` takes it down
- * (connections are refused) and `start()` brings it back on the same port.
+ * (connections are refused) and `start()` brings it back on the same port. `accept`, when given, is
+ * awaited before each message is accepted: a slow relay. `inFlight` and `maxInFlight` count the
+ * messages it holds at once, `connections` the connections it was opened.
  */
-export async function smtpServer (t: Test) {
+export async function smtpServer (t: Test, options: { accept?: () => Promise<void> } = {}) {
   const port = await freePort()
   const inbox: ParsedMail[] = []
+  const counts = { inFlight: 0, maxInFlight: 0, connections: 0 }
   let server: SMTPServer | undefined
   const start = () => new Promise<void>((resolve, reject) => {
     server = new SMTPServer({
       authOptional: true,
       disabledCommands: ['STARTTLS', 'AUTH'],
       logger: false,
+      onConnect (_session, callback) { counts.connections++; callback() },
       onData (stream, _session, callback) {
-        simpleParser(stream).then(mail => { inbox.push(mail); callback() }, callback)
+        counts.maxInFlight = Math.max(counts.maxInFlight, ++counts.inFlight)
+        simpleParser(stream)
+          .then(async mail => { await options.accept?.(); inbox.push(mail) })
+          .then(() => callback(), callback)
+          .finally(() => { counts.inFlight-- })
       },
     })
     server.on('error', () => {})
@@ -39,7 +47,7 @@ export async function smtpServer (t: Test) {
     }
   }
   const countTo = (to: string, subject?: string) => inbox.filter(m => addressOf(m) === to && (subject === undefined || m.subject === subject)).length
-  return { url: `smtp://127.0.0.1:${port}`, inbox, start, stop, next, countTo }
+  return { url: `smtp://127.0.0.1:${port}`, inbox, counts, start, stop, next, countTo }
 }
 
 const addressOf = (mail: ParsedMail) => (Array.isArray(mail.to) ? mail.to[0] : mail.to)?.value[0]?.address

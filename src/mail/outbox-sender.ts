@@ -11,10 +11,12 @@ import { emailTokenFor, hashEmailToken } from './tokens.js'
 import { CONCURRENCY, type Transport } from './transport.js'
 import type { WebhookTransport } from './webhooks.js'
 
-/** A claimed message is this one's to send for this long; the transport's timeouts are well inside it. */
+/**
+ * A claimed message is this one's to send for this long. Messages are claimed only as a slot frees to send
+ * them at once, so the lease covers one attempt (the transport's timeouts end it well inside), never a wait
+ * behind other messages: another instance cannot take a message this one is still going to send.
+ */
 const LEASE_MS = 60_000
-/** Messages claimed at once, and sent at once: an SMTP relay spends tens of milliseconds on each, so one at a time would cap a sender at ~20 a second. */
-const BATCH = 64
 const MAX_BACKOFF_MS = 30_000
 /** A message is retried for a day before it is given up. */
 export const GIVE_UP_AFTER_MS = 24 * 3600_000
@@ -34,13 +36,18 @@ export interface SenderDeps {
 }
 
 /**
- * Delivers the outbox off the request path: polls, and is kicked when something is queued. Several
+ * Delivers the outbox off the request path: polls, and is kicked when something is queued. Up to
+ * CONCURRENCY messages are in flight at once (an SMTP relay spends tens of milliseconds on each, so one at
+ * a time would cap a sender at ~20 a second); as each ends, the free slots claim what is due. Several
  * instances share the work (claims use FOR UPDATE SKIP LOCKED), so nothing is sent twice by them.
  */
 export class OutboxSender {
   private timer: NodeJS.Timeout | undefined
   private running: Promise<void> | undefined
-  private again = false
+  /** Something may be due: set by a kick (and the poll), and by a claim that got all it asked for. */
+  private due = false
+  /** Wakes the running round when a message ends or a kick comes. */
+  private wake: (() => void) | undefined
   private stopped = false
 
   constructor (private readonly deps: SenderDeps) {}
@@ -51,49 +58,58 @@ export class OutboxSender {
     this.kick()
   }
 
-  /** Runs a round now (or right after the one in progress). */
+  /** Claims what is due as soon as a slot is free: now, or as the next message in flight ends. */
   kick () {
     if (this.stopped) return
-    if (this.running) { this.again = true; return }
-    this.running = this.drain()
-      .then(() => undefined)
+    this.due = true
+    if (this.running) { this.wake?.(); return }
+    this.running = this.round()
       .catch((err: unknown) => this.deps.log.warn({ err: { message: (err as Error).message } }, 'mail delivery round failed; will try again'))
       .finally(() => {
         this.running = undefined
-        if (this.again) { this.again = false; this.kick() }
+        // kicked as the round was ending
+        if (this.due) this.kick()
       })
   }
 
-  /** Sends what is due until nothing is; resolves with how many messages were handled. */
-  async drain (): Promise<number> {
-    let handled = 0
-    for (;;) {
-      const batch = await claimDueMail(this.deps.db, new Date(this.deps.clock()), LEASE_MS, BATCH)
-      // a few workers take the claimed rows in turn; each row is one worker's, so nothing goes twice
-      let next = 0
-      const worker = async () => {
-        while (next < batch.length) {
-          const row = batch[next++]!
-          await this.deliver(row).catch((err: unknown) => this.deps.log.warn({ mailId: row.id, err: { message: (err as Error).message } }, 'outbox row not handled; its lease will run out and it is tried again'))
+  /** Keeps up to CONCURRENCY messages in flight while something is due; ends when nothing is due or in flight. */
+  private async round (): Promise<void> {
+    const { db, clock, log } = this.deps
+    const inFlight = new Set<Promise<void>>()
+    try {
+      for (;;) {
+        const free = CONCURRENCY - inFlight.size
+        if (this.due && free > 0 && !this.stopped) {
+          this.due = false
+          const rows = await claimDueMail(db, new Date(clock()), LEASE_MS, free)
+          if (rows.length === free) this.due = true
+          for (const row of rows) {
+            const sending: Promise<void> = this.deliver(row)
+              .catch((err: unknown) => log.warn({ mailId: row.id, err: { message: (err as Error).message } }, 'outbox row not handled; its lease will run out and it is tried again'))
+              .finally(() => { inFlight.delete(sending); this.wake?.() })
+            inFlight.add(sending)
+          }
+          continue
         }
+        if (inFlight.size === 0) return
+        await new Promise<void>(resolve => { this.wake = resolve })
+        this.wake = undefined
       }
-      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, batch.length) }, worker))
-      handled += batch.length
-      if (batch.length < BATCH || this.stopped) return handled
+    } finally {
+      await Promise.all(inFlight)
     }
   }
 
-  /** Everything due is handled when this resolves: a round in progress is waited for, then one more runs. */
+  /** Everything due is handled when this resolves (a round in progress included). */
   async flush (): Promise<void> {
-    do {
-      await this.running
-      await this.drain()
-    } while (this.running)
+    this.kick()
+    while (this.running) await this.running
   }
 
   async stop () {
     this.stopped = true
     clearInterval(this.timer)
+    this.wake?.()
     await this.running
     this.deps.transport.close()
   }

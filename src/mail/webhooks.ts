@@ -5,6 +5,12 @@ export interface WebhookTransport {
   send (id: string, body: string): Promise<void>
 }
 
+/** fetch says only "fetch failed"; the outbox row and the log should say why (refused, reset, DNS…). */
+function withCause (err: unknown): Error {
+  const { message, cause } = err as Error & { cause?: { message?: string } }
+  return new Error(cause?.message ? `${message}: ${cause.message}` : message)
+}
+
 /** How long a receiver has to answer one delivery. */
 const TIMEOUT_MS = 10_000
 
@@ -30,7 +36,7 @@ export function webhookTransport (url: string, secret: string): WebhookTransport
         body,
         redirect: 'manual',
         signal: AbortSignal.timeout(TIMEOUT_MS),
-      })
+      }).catch((err: unknown) => { throw withCause(err) })
       await res.arrayBuffer().catch(() => undefined)
       if (res.status < 200 || res.status >= 300) throw new Error(`the webhook receiver answered ${res.status}`)
     },
