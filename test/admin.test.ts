@@ -28,7 +28,15 @@ t.test('admin routes: 403 forbidden for users; a demotion takes effect at once',
   const app = await build(t)
   const user = (await register(app)).tokens
   const boss = await admin(app)
-  for (const res of [await get(app, '/admin/users', user.accessToken), await revokeAll(app, boss.user.id, user.accessToken)]) {
+  const attempts = [
+    await get(app, '/admin/users', user.accessToken),
+    await revokeAll(app, boss.user.id, user.accessToken),
+    await app.inject({ method: 'DELETE', url: `/admin/users/${boss.user.id}/mfa`, headers: bearer(user.accessToken) }),
+    await app.inject({ method: 'POST', url: `/admin/users/${boss.user.id}/suspend`, headers: bearer(user.accessToken), payload: {} }),
+    await app.inject({ method: 'DELETE', url: `/admin/users/${boss.user.id}/suspend`, headers: bearer(user.accessToken) }),
+    await get(app, '/admin/audit-events', user.accessToken),
+  ]
+  for (const res of attempts) {
     assertProblem(t, res, 403, 'forbidden')
     t.equal(res.headers['www-authenticate'], undefined)
   }
@@ -53,7 +61,7 @@ t.test('GET /admin/users: pages by id with a cursor, filters by email prefix ign
   t.equal(first.statusCode, 200)
   t.equal(first.headers['cache-control'], 'no-store')
   const page1 = first.json()
-  t.same(page1.users, made.slice(0, 2).map(u => ({ id: u.id, email: u.email, username: u.username, name: u.name, role: 'user', emailVerified: false, createdAt: u.createdAt })))
+  t.same(page1.users, made.slice(0, 2).map(u => ({ id: u.id, email: u.email, username: u.username, name: u.name, role: 'user', emailVerified: false, createdAt: u.createdAt, suspended: false, suspendedUntil: null })))
   t.equal(page1.nextCursor, made[1]!.id)
   const page2 = (await get(app, `/admin/users?limit=2&email=${tag}&cursor=${page1.nextCursor}`, boss.accessToken)).json()
   t.same(page2.users.map((u: { id: string }) => u.id), [made[2]!.id, made[3]!.id])

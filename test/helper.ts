@@ -1,4 +1,4 @@
-import type { SQL } from 'drizzle-orm'
+import { sql, type SQL } from 'drizzle-orm'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -195,6 +195,13 @@ export async function enableTotp (app: TestApp, accessToken: string, atMs: numbe
   const confirmed = await call(app, 'POST', '/mfa/totp/confirm', accessToken, { code: totp(secret, atMs) })
   if (confirmed.statusCode !== 200) throw new Error(`confirm failed: ${confirmed.statusCode} ${confirmed.body}`)
   return { secret, recoveryCodes: (confirmed.json() as { recoveryCodes: string[] }).recoveryCodes }
+}
+
+/** A new account made an admin in the database (as `npm run user:role` does); the role is read from the session on every request, so its token serves at once. */
+export async function registerAdmin (app: TestApp) {
+  const registered = await register(app)
+  await rows(sql`update users set role = 'admin' where id = ${registered.tokens.user.id}`)
+  return registered
 }
 
 /** Signs in with email and password (and any other login fields); the tokens, or an error naming the answer. */

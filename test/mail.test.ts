@@ -258,7 +258,7 @@ t.test('SMTP down, then back: the mail arrives later, once; retries back off up 
   clock.advance(2 * 3600_000)
   await app.mailer.flush()
   t.same((await outboxOf(other.email)).map(r => r.status), ['failed'])
-  t.match(app.logs.join(''), /mail given up after a day of attempts/)
+  t.match(app.logs.join(''), /outbox row given up after a day of attempts/)
 })
 
 t.test('two instances share the outbox: every message is sent exactly once', async t => {

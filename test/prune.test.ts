@@ -1,10 +1,12 @@
+import { randomUUID } from 'node:crypto'
 import { sql } from 'drizzle-orm'
 import t from 'tap'
 import { LOGIN_WINDOW_MS } from '../src/auth/attempt-throttle.js'
 import { MFA_CHALLENGE_MAX_FAILURES, MFA_CHALLENGE_TTL_MS } from '../src/auth/mfa.js'
 import { WEBAUTHN_CHALLENGE_TTL_MS } from '../src/auth/passkeys.js'
+import { uuidv7 } from '../src/ids.js'
 import { pruneExpired } from '../src/repositories/prune.js'
-import { assertProblem, bearer, build, call, enableTotp, fakeClock, login, loginMfa, newAccount, register, rows, testDatabase, totp, type TokenBody } from './helper.js'
+import { assertProblem, bearer, build, call, claims, enableTotp, fakeClock, login, loginMfa, newAccount, register, rows, testDatabase, totp, type TokenBody } from './helper.js'
 import { callback, callbackFor, exchange, flow, oidcEnv, person, pkce, authorize } from './oidc-flow.js'
 import { startTestProvider } from './oidc-provider.js'
 import { softAuthenticator } from './webauthn-authenticator.js'
@@ -12,7 +14,8 @@ import { softAuthenticator } from './webauthn-authenticator.js'
 const DAY = 24 * 3600_000
 const STEP = 30_000
 const rules = { attemptWindowMs: LOGIN_WINDOW_MS, mfaChallengeMaxFailures: MFA_CHALLENGE_MAX_FAILURES, auditRetentionDays: 90 }
-const prune = async (atMs: number) => pruneExpired((await testDatabase()).db, new Date(atMs), rules)
+const prune = async (atMs: number, over: Partial<typeof rules> = {}) => pruneExpired((await testDatabase()).db, new Date(atMs), { ...rules, ...over })
+const iso = (ms: number) => new Date(ms).toISOString()
 
 t.test('purges ended sessions and stale counts, keeps everything still usable', async t => {
   const clock = fakeClock()
@@ -164,4 +167,73 @@ t.test('purges identity-provider flows and one-time codes past their time, keeps
   const back = await callback(app, await op.follow(liveFlow.location))
   t.ok(new URL(String(back.headers.location)).searchParams.get('code'), 'the live flow still finishes')
   t.same([await count('oauth_flows'), await count('oauth_codes')], [0, 1], 'a finished flow is deleted; its code waits for the exchange')
+})
+
+t.test('the security history: events older than AUDIT_RETENTION_DAYS go, in batches; newer ones stay', async t => {
+  const clock = fakeClock()
+  const app = await build(t, { clock, env: { AUDIT_RETENTION_DAYS: '30' } })
+  t.equal(app.config.auditRetentionDays, 30)
+  const retention = { auditRetentionDays: app.config.auditRetentionDays }
+  const { body: account, tokens } = await register(app)
+  const registeredAt = clock.now()
+  clock.advance(10 * DAY)
+  const signedIn = (await login(app, account)).json() as TokenBody
+  clock.advance(20 * DAY + 60_000)
+  const keptFrom = clock.now() - 30 * DAY
+
+  // more old rows than one batch holds, and two either side of the line
+  const bulkUser = randomUUID()
+  await rows(sql`
+    insert into audit_events (id, at, type, user_id, detail)
+    select gen_random_uuid(), ${iso(keptFrom - DAY)}::timestamptz, 'login_failure', ${bulkUser}::uuid, '{}'::jsonb from generate_series(1, 2500)`)
+  const edgeUser = randomUUID()
+  await rows(sql`insert into audit_events (id, at, type, user_id) values
+    (${uuidv7(keptFrom - 1)}::uuid, ${iso(keptFrom - 1)}::timestamptz, 'logout', ${edgeUser}::uuid),
+    (${uuidv7(keptFrom)}::uuid, ${iso(keptFrom)}::timestamptz, 'logout', ${edgeUser}::uuid)`)
+  const typesOf = async (userId: string) => (await rows<{ type: string, at_ms: number }>(sql`
+    select type, extract(epoch from at)::float8 * 1000 as at_ms from audit_events where user_id = ${userId} order by id`))
+
+  const removed = await prune(clock.now(), retention)
+  t.ok(removed.auditEvents >= 2502, `removed ${removed.auditEvents}`)
+  t.same(await typesOf(bulkUser), [], 'every batch went')
+  t.same(await typesOf(edgeUser), [{ type: 'logout', at_ms: keptFrom }], 'one just older goes; one at the line stays')
+  t.same(await typesOf(tokens.user.id), [{ type: 'login_success', at_ms: registeredAt + 10 * DAY }], 'the registration a month ago went, the sign-in ten days later stays')
+  t.equal((await prune(clock.now(), retention)).auditEvents, 0, 'nothing more on a second run')
+
+  const now = (await login(app, account)).json() as TokenBody
+  const history = (await call(app, 'GET', '/me/security-events', now.accessToken)).json() as { events: { type: string, sessionId: string }[] }
+  t.same(history.events.map(e => e.sessionId), [now, signedIn].map(s => claims(s.accessToken).sid), 'the history shows what is left: this sign-in and the one of twenty days ago')
+})
+
+t.test('the outbox: delivered, skipped and given-up messages go a day after they finished; pending ones stay', async t => {
+  const clock = fakeClock()
+  const app = await build(t, { clock })
+  const { body: account } = await register(app)
+  await app.mailer.flush()
+  const [verification] = await rows<{ id: string, status: string }>(sql`select id, status from outbox where recipient = ${account.email} and kind = 'verify_email'`)
+  t.equal(verification!.status, 'sent')
+
+  clock.advance(DAY + 60_000)
+  const now = clock.now()
+  const tag = `outbox-${randomUUID()}@example.com`
+  const row = (status: string, finishedMs: number | null, createdMs: number) => {
+    const id = uuidv7(createdMs)
+    return {
+      id,
+      insert: rows(sql`insert into outbox (id, kind, recipient, data, created_at, next_attempt_at, attempts, status, finished_at)
+        values (${id}::uuid, 'notice', ${tag}, '{"notice":"password_changed"}'::jsonb, ${iso(createdMs)}::timestamptz, ${iso(now + 3600_000)}::timestamptz, 1, ${status},
+                ${finishedMs === null ? null : iso(finishedMs)}::timestamptz)`),
+    }
+  }
+  const gone = [row('failed', now - 2 * DAY, now - 3 * DAY), row('skipped', now - DAY - 3600_000, now - 2 * DAY), row('sent', now - DAY - 1, now - 2 * DAY)]
+  // still pending after three days: the sender is still trying (it gives up after a day, then it is "failed")
+  const kept = [row('sent', now - DAY + 3600_000, now - DAY), row('pending', null, now - 3 * DAY), row('pending', null, now - 30 * DAY)]
+  for (const r of [...gone, ...kept]) await r.insert
+
+  const removed = await prune(now)
+  t.ok(removed.outbox >= gone.length + 1, `removed ${removed.outbox}`)
+  const left = (await rows<{ id: string }>(sql`select id from outbox where recipient = ${tag} order by id`)).map(r => r.id)
+  t.same(left, kept.map(r => r.id).sort(), 'the pending ones and the one finished within the day stay')
+  t.same(await rows(sql`select id from outbox where id = ${verification!.id}`), [], 'the verification mail sent a day ago went')
+  t.equal((await prune(now)).outbox, 0, 'nothing more on a second run')
 })

@@ -119,3 +119,50 @@ t.test('revoking the current session is a logout (and clears the refresh cookie)
   const again = await app.inject({ method: 'POST', url: '/refresh', headers: { cookie, 'x-auth-mode': 'cookie', origin: 'http://app.test' } })
   assertProblem(t, again, 401, 'session_revoked')
 })
+
+t.test('GET /sessions a page at a time: limit, cursor, nextCursor null on the last page; a bad cursor or limit is 400', async t => {
+  const clock = fakeClock()
+  const app = await build(t, { clock })
+  const account = newAccount()
+  const made: TokenBody[] = [(await register(app, account)).tokens]
+  for (let i = 0; i < 5; i++) {
+    clock.advance(1000)
+    made.push(await signIn(app, account))
+  }
+  const caller = made[5]!
+  // an ended session is left out of the pages as of the list
+  t.equal((await revokeSession(app, caller.accessToken, sidOf(made[2]!.accessToken))).statusCode, 204)
+  const live = [5, 4, 3, 1, 0].map(i => sidOf(made[i]!.accessToken))
+  const page = (query: string) => app.inject({ url: `/sessions?${query}`, headers: { authorization: `Bearer ${caller.accessToken}` } })
+  const body = (res: { json: () => unknown }) => res.json() as { sessions: SessionBody[], nextCursor: string | null }
+
+  const all = body(await page(''))
+  t.same(all.sessions.map(s => s.id), live, 'newest first')
+  t.equal(all.nextCursor, null, 'all on one page (20 by default)')
+
+  for (const limit of [1, 2, 4, 5]) {
+    const ids: string[] = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      const res = await page(`limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`)
+      t.equal(res.statusCode, 200)
+      const { sessions, nextCursor } = body(res)
+      t.ok(sessions.length <= limit)
+      ids.push(...sessions.map(s => s.id))
+      if (nextCursor) t.equal(nextCursor, sessions.at(-1)!.id, 'the cursor is the last id of the page')
+      cursor = nextCursor
+      pages++
+    } while (cursor)
+    t.same(ids, live, `limit ${limit}: every live session once, in order`)
+    t.equal(pages, Math.ceil(live.length / limit), `limit ${limit}: no empty last page`)
+  }
+  t.same(body(await page(`limit=2&cursor=${live[1]!.toUpperCase()}`)).sessions.map(s => s.id), live.slice(2, 4), 'a cursor in capitals')
+  t.same(body(await page('cursor=00000000-0000-7000-8000-000000000000')), { sessions: [], nextCursor: null }, 'a cursor before them all: an empty page')
+  t.ok(body(await page('limit=1')).sessions[0]!.current, 'the caller\'s session is marked')
+
+  for (const query of ['limit=0', 'limit=101', 'limit=abc', 'limit=1.5', 'cursor=nope', 'cursor=', 'cursor=1', 'other=1']) {
+    assertProblem(t, await page(query), 400, 'validation_failed')
+  }
+  t.equal((await page('limit=100')).statusCode, 200)
+})

@@ -52,3 +52,33 @@ export function tokenFrom (mail: ParsedMail, base: string, path: string): string
   if (!match) throw new Error(`unexpected link ${links[0]}`)
   return match[1]!
 }
+
+const decodeEntities = (s: string) => s
+  .replace(/&#(\d+);/g, (_m, n: string) => String.fromCharCode(Number(n)))
+  .replace(/&(lt|gt|quot|apos|amp);/g, (_m, name: string) => ({ lt: '<', gt: '>', quot: '"', apos: '\'', amp: '&' })[name]!)
+
+/**
+ * A security notice as it must arrive: a plain-text body and an HTML body saying the same, no
+ * attachment, no link that carries anything (a query or a fragment), nothing shaped like a token or a
+ * six-digit code, and none of `secrets` (tokens, codes, passwords of the events around it) anywhere in
+ * the message, headers included. Returns the plain text.
+ */
+export function assertNotice (t: Test, mail: ParsedMail, secrets: string[] = []): string {
+  const text = mail.text ?? ''
+  const html = typeof mail.html === 'string' ? mail.html : ''
+  t.ok(text.trim().length > 0, 'a plain-text body')
+  t.ok(html.trim().length > 0, 'an HTML body')
+  t.same(mail.attachments, [], 'no attachment')
+  const shown = decodeEntities(html.replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ')
+  for (const paragraph of text.split(/\n{2,}/).map(p => p.replace(/\s+/g, ' ').trim()).filter(Boolean)) {
+    t.ok(shown.includes(paragraph), `the HTML says it too: "${paragraph.slice(0, 50)}…"`)
+  }
+  const links = [...text.matchAll(/https?:\/\/\S+/g)].map(m => m[0]).concat([...html.matchAll(/href\s*=\s*"([^"]*)"/gi)].map(m => decodeEntities(m[1]!)))
+  for (const link of links) t.notMatch(link, /[?#]/, `a link that carries nothing: ${link}`)
+  const whole = `${JSON.stringify([...mail.headers])}\n${text}\n${html}`
+  t.notMatch(whole, /token=/i, 'no link with a token')
+  t.notMatch(`${mail.subject ?? ''}\n${text}`, /[A-Za-z0-9_-]{32,}/, 'nothing shaped like a token')
+  t.notMatch(`${mail.subject ?? ''}\n${text}`, /(?<![\w-])\d{6}(?![\w-])/, 'nothing shaped like a code')
+  for (const secret of secrets) t.notOk(whole.includes(secret), `no secret in it (${secret.slice(0, 4)}…)`)
+  return text
+}

@@ -22,7 +22,7 @@ if (location.pathname === '/verify-email') {
 } else if (location.pathname === '/confirm-email') {
   title.textContent = 'Confirm your new email address'
   post('/email/change/confirm', { token }).then(error => {
-    result.textContent = error ?? 'This is now the email address of your account; every other session has been signed out. You can close this page.'
+    result.textContent = error ?? 'This is now the email address of your account; every session has been signed out. Sign in with the new address.'
   })
 } else {
   title.textContent = 'Choose a new password'

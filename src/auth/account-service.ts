@@ -146,7 +146,9 @@ export class AccountService {
     await db.transaction(async tx => {
       const taken = await findUserByEmail(tx, newEmail)
       const id = randomUUID()
-      // made whether or not the address is free: it voids older links either way
+      // made whether or not the address is free: it voids older links either way. Spent outright, not
+      // only outranked by requested_at: two requests within one millisecond would otherwise tie.
+      await voidEmailTokens(tx, user.id, ['email_change'], now)
       await insertEmailToken(tx, {
         id,
         userId: user.id,

@@ -8,7 +8,7 @@ import {
   spendRecoveryCode, startTotpEnrolment,
 } from '../repositories/mfa.js'
 import { raiseSessionAssurance } from '../repositories/sessions.js'
-import { findUserById } from '../repositories/users.js'
+import { findUserById, findUserForShare } from '../repositories/users.js'
 import type { MfaMethod } from '../schemas/mfa.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import { mfaTokenHash, newMfaToken, newRecoveryCode, normalizeRecoveryCode, RECOVERY_CODE_COUNT, type MfaSecrets } from './mfa-secrets.js'
@@ -69,6 +69,8 @@ export class MfaService {
     const { db, secrets, sessions, events } = this.deps
     const now = this.now()
     const outcome = await db.transaction(async tx => {
+      // the account row before this session's: a suspension takes them in that order
+      await findUserForShare(tx, caller.userId)
       const factor = await findTotpFactor(tx, caller.userId)
       if (!factor || factor.confirmedAt) {
         return new ApiError('mfa_not_enrolling', factor ? 'Two-factor sign-in is already on; there is nothing to confirm' : 'Start with POST /mfa/totp/enroll')
@@ -131,7 +133,8 @@ export class MfaService {
       if (!proof) return undefined
       if (proof.method === 'rec') {
         await events.record(tx, 'recovery_code_used', userId, source, { recoveryCodesLeft: proof.recoveryCodesLeft })
-        await events.notify(tx, user.email, 'recovery_code_used', { recoveryCodesLeft: String(proof.recoveryCodesLeft ?? 0) })
+        // the action replaces or removes the codes, so a count left would be wrong by the time it is read
+        await events.notify(tx, user.email, 'recovery_code_used')
       }
       return { proof, result: await action(tx) }
     })

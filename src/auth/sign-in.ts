@@ -4,7 +4,7 @@ import type { Config } from '../config.js'
 import { uniqueViolation, type Database } from '../db/client.js'
 import { ApiError } from '../errors.js'
 import { uuidv7 } from '../ids.js'
-import { findUserByEmail, findUserById, findUserByUsername, insertUser } from '../repositories/users.js'
+import { findUserByEmail, findUserByUsername, findUserForShare, insertUser } from '../repositories/users.js'
 import { accountKey, type AttemptThrottle } from './attempt-throttle.js'
 import type { EmailVerificationService } from './email-verification.js'
 import type { FederationService } from './federation.js'
@@ -205,12 +205,14 @@ export class SignInService {
     const proof: SecondFactorInput = input.code !== undefined ? { code: input.code } : { recoveryCode: input.recoveryCode! }
     const method: SignInMethod = input.code !== undefined ? 'totp' : 'recovery_code'
     const outcome = await db.transaction(async tx => {
+      // The account row first, as a suspension (or any change that ends sessions) takes it before the
+      // pending sign-ins: the other order deadlocks with one running at the same moment.
+      const user = await findUserForShare(tx, challenge.userId)
+      if (!user) throw mfaTokenInvalid()
       const second = await mfa.verify(tx, challenge.userId, proof)
       if (!second) return 'wrong_code'
       // thrown, not returned: the rollback gives back the code verify() just spent
       if (!await mfa.spendChallenge(tx, challenge.id)) throw mfaTokenInvalid()
-      const user = await findUserById(tx, challenge.userId)
-      if (!user) throw mfaTokenInvalid()
       const amr = [...challenge.amr, second.method]
       const tokens = await sessions.open(user, { aal: 'aal2', amr, method, rememberMe: challenge.rememberMe, client }, {
         ex: tx, ...(throttle.inDatabase ? { clearAttemptsKey: key } : {}),

@@ -69,11 +69,13 @@ const notices: Record<NoticeType, { subject: string, body: (facts: Record<string
     body: f => [`The email address of your account was changed to ${f.newEmail ?? 'another address'}. This address no longer signs in to it and gets no more mail about it.`, 'If this was not you, contact support at once.'],
   },
   mfa_enabled: { subject: 'Two-factor sign-in was turned on', body: () => ['Two-factor sign-in with an authenticator app was turned on for your account. Every other session was signed out.', IF_NOT_YOU] },
-  mfa_disabled: { subject: 'Two-factor sign-in was turned off', body: () => ['Two-factor sign-in was turned off for your account: signing in now asks for the password only.', IF_NOT_YOU] },
+  mfa_disabled: { subject: 'Two-factor sign-in was turned off', body: () => ['Two-factor sign-in was turned off for your account: signing in no longer asks for a code.', IF_NOT_YOU] },
   recovery_codes_regenerated: { subject: 'New recovery codes were made', body: () => ['New recovery codes were made for your account; the old ones no longer work.', IF_NOT_YOU] },
   recovery_code_used: {
     subject: 'A recovery code was used',
-    body: f => [`A recovery code was used to sign in to your account. ${f.recoveryCodesLeft ?? 'Some'} unused recovery codes are left.`, IF_NOT_YOU],
+    body: f => [f.recoveryCodesLeft !== undefined
+      ? `A recovery code was used to sign in to your account. ${f.recoveryCodesLeft} unused recovery codes are left.`
+      : 'A recovery code of your account was used to confirm a change of its two-factor sign-in.', IF_NOT_YOU],
   },
   passkey_added: { subject: 'A passkey was added', body: f => [`A passkey${f.name ? ` named "${f.name}"` : ''} was added to your account; it can now sign in.`, IF_NOT_YOU] },
   account_suspended: {

@@ -14,6 +14,12 @@ export async function findUserById (ex: Executor, id: string): Promise<User | un
   return user
 }
 
+/** The user, its row held FOR SHARE until the transaction ends (a change to the account waits for it, or is waited for). */
+export async function findUserForShare (ex: Executor, id: string): Promise<User | undefined> {
+  const [user] = await ex.select().from(users).where(eq(users.id, id)).limit(1).for('share')
+  return user
+}
+
 export async function findUserByEmail (ex: Executor, email: string): Promise<User | undefined> {
   const [user] = await ex.select().from(users).where(eq(users.email, email)).limit(1)
   return user

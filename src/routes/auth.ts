@@ -115,7 +115,7 @@ export default async function authRoutes (fastify: FastifyInstance) {
       body: LoginMfaBody,
       response: {
         200: described(TokenResponse, 'Signed in with two factors (aal2)'),
-        ...problemResponses(400, 'mfa_token_invalid', 'mfa_code_invalid', 413, 415),
+        ...problemResponses(400, 'mfa_token_invalid', 'mfa_code_invalid', 'account_suspended', 413, 415),
       },
     },
   }, async (request, reply) => {

@@ -27,7 +27,8 @@ export default async function securityEventRoutes (fastify: FastifyInstance) {
   }, async (request) => {
     const { limit = 20, cursor } = request.query
     const page = await listAuditEvents(app.db, { userId: request.principal!.user.id, limit, cursor: cursor?.toLowerCase() })
-    return { events: page.items.map(view), nextCursor: page.nextCursor }
+    // an admin's action shows what was done, not the admin's address, browser or session
+    return { events: page.items.map(e => e.actorId ? { ...view(e), ip: null, userAgent: null, sessionId: null } : view(e)), nextCursor: page.nextCursor }
   })
 
   app.get('/admin/audit-events', {

@@ -63,7 +63,7 @@ export type MfaMethod = typeof MFA_METHODS[number]
 
 /** /login's 403: email_not_verified, or mfa_required with the members the second step needs. */
 export const LoginForbidden = {
-  description: 'email_not_verified, or mfa_required: the password was right and the account has a second factor; send mfaToken and a code to /login/mfa',
+  description: 'email_not_verified; account_suspended (after the credentials check); or mfa_required: the first factor was right and the account has a second factor; send mfaToken and a code to /login/mfa',
   content: {
     'application/problem+json': {
       schema: {
