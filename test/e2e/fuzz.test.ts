@@ -5,7 +5,7 @@ import { NO_SOURCE } from '../../src/auth/security-events.js'
 import { PASSWORD_PROOF } from '../../src/auth/sign-in.js'
 import { emailTokenFor } from '../../src/mail/tokens.js'
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server'
-import { build, call, enableTotp, logout, register, rows, testKey, totp, type TestApp } from '../helper.js'
+import { build, call, enableTotp, logout, register, registerAdmin, rows, testKey, totp, type TestApp } from '../helper.js'
 import { authorize, callback, callbackFor, flow, MOBILE, oidcEnv, person, pkce, signInWith, WEB } from '../oidc-flow.js'
 import { startTestProvider, type TestProvider } from '../oidc-provider.js'
 import { editClientData, softAuthenticator, type SoftAlgorithm, type SoftAuthenticator } from '../webauthn-authenticator.js'
@@ -802,9 +802,8 @@ for (const route of routes) {
     const idp = route.oidc && await startIdentityProvider()
     const app = await build(t, idp ? { env: idp.env } : {})
     // a live account, so tokens and cookies have something real to collide with
-    const fuzzed = await register(app)
+    const fuzzed = route.as === 'admin' ? await registerAdmin(app) : await register(app)
     const { tokens } = fuzzed
-    if (route.as === 'admin') await rows(sql`update users set role = 'admin' where id = ${tokens.user.id}`)
     const valid = `Bearer ${tokens.accessToken}`
     const accounts = route.mfa || route.live ? await mfaAccounts(app, tokens) : undefined
     const live = accounts && liveFiller(app, accounts.on)
