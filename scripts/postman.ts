@@ -49,8 +49,9 @@ interface Step {
   newAccount?: true
 }
 
-// The order a person uses the API in: sign up, look around, sign out, forget the password, sign in again,
-// turn on two-factor sign-in and sign in with it, try passkeys and an identity provider, leave.
+// The order a person uses the API in: sign up, look around (the sessions, the security history), change the
+// email, sign out, forget the password, sign in again, turn on two-factor sign-in and sign in with it, try
+// passkeys and an identity provider, leave.
 const journey: { name: string, description: string, steps: Step[] }[] = [
   {
     name: 'Sign up and sign in',
@@ -62,12 +63,15 @@ const journey: { name: string, description: string, steps: Step[] }[] = [
   },
   {
     name: 'The account and its sessions',
-    description: 'Registering and signing in opened two sessions: the one this token is not from is signed out by its id.',
+    description: 'Registering and signing in opened two sessions: the one this token is not from is signed out by its id. ' +
+      'The security history lists what happened to the account, newest first (a page at a time: pass nextCursor as cursor for the next).',
     steps: [
       { op: 'getMe' },
-      { op: 'listSessions', keep: 'sessionId' },
+      // the first page: the example cursor would start the list at the example's time
+      { op: 'listSessions', query: { cursor: null }, keep: 'sessionId' },
       { op: 'revokeSession', pathVariable: '{{sessionId}}' },
       { op: 'updateMe', body: { username: '{{newUsername}}' } },
+      { op: 'listSecurityEvents', query: { cursor: null }, check: 'ownHistory' },
     ],
   },
   {
@@ -76,6 +80,14 @@ const journey: { name: string, description: string, steps: Step[] }[] = [
     steps: [
       { op: 'resendVerification' },
       { op: 'verifyEmail', problem: { status: 400, why: 'the example token is not one from an email' } },
+    ],
+  },
+  {
+    name: 'Change the email address',
+    description: 'The new address (a fresh `newEmail` each run) gets a link and the current one a notice; until the link is followed nothing changes. A collection run cannot read the link, so it sends the spec\'s example token and gets the documented 400.',
+    steps: [
+      { op: 'changeEmail', body: { newEmail: '{{newEmail}}', currentPassword: '{{password}}' } },
+      { op: 'confirmEmailChange', problem: { status: 400, why: 'the example token is not one from an email' } },
     ],
   },
   {
@@ -180,6 +192,9 @@ const journey: { name: string, description: string, steps: Step[] }[] = [
       { op: 'listUsers', problem: { status: 403, why: 'a user who is not an admin is refused' } },
       { op: 'revokeUserSessions', pathVariable: '{{userId}}', problem: { status: 403, why: 'a user who is not an admin is refused' } },
       { op: 'resetUserMfa', pathVariable: '{{userId}}', problem: { status: 403, why: 'a user who is not an admin is refused' } },
+      { op: 'suspendUser', pathVariable: '{{userId}}', problem: { status: 403, why: 'a user who is not an admin is refused' } },
+      { op: 'unsuspendUser', pathVariable: '{{userId}}', problem: { status: 403, why: 'a user who is not an admin is refused' } },
+      { op: 'listAuditEvents', query: { userId: '{{userId}}', cursor: null }, problem: { status: 403, why: 'a user who is not an admin is refused' } },
     ],
   },
   {
@@ -279,6 +294,18 @@ const checkScripts = {
   ],
   linkStarted: providerUrlChecks('body.authorizeUrl', 'authorizeUrl'),
   noIdentities: ["pm.test('lists no identity: the link was started, not finished', () => pm.expect(body.identities).to.eql([]));"],
+  ownHistory: [
+    "pm.test('lists the sign-in with the password', () => {",
+    "  pm.expect(body.events.some(e => e.type === 'login_success' && e.detail.method === 'password')).to.be.true;",
+    '});',
+    "pm.test('lists the session signed out by its id', () => {",
+    "  pm.expect(body.events.some(e => e.type === 'session_revoked' && e.detail.revokedSessionId === pm.collectionVariables.get('sessionId'))).to.be.true;",
+    '});',
+    "pm.test('newest first', () => {",
+    '  const times = body.events.map(e => Date.parse(e.at));',
+    '  pm.expect(times).to.eql(times.slice().sort((a, b) => b - a));',
+    '});',
+  ],
 }
 
 const computeScripts = {
@@ -368,11 +395,13 @@ const skipWithoutProvider = [
 ]
 
 // A new account per registration, so a second run (or a second click) meets no taken email or username.
-function newAccountScript (register: Record<string, string>, update: Record<string, string>) {
+function newAccountScript (register: Record<string, string>, update: Record<string, string>, changeEmail: Record<string, string>) {
   const [local, domain] = register.email!.split('@')
+  const [newLocal, newDomain] = changeEmail.newEmail!.split('@')
   return [
     'const run = Date.now().toString(36) + Math.random().toString(36).slice(2, 6);',
     `pm.collectionVariables.set('email', \`${local}.\${run}@${domain}\`);`,
+    `pm.collectionVariables.set('newEmail', \`${newLocal}.\${run}@${newDomain}\`);`,
     `pm.collectionVariables.set('username', \`${register.username}_\${run}\`);`,
     `pm.collectionVariables.set('newUsername', \`${update.username}_\${run}\`);`,
   ]
@@ -431,7 +460,7 @@ function arrange (operations: ReturnType<typeof operationsOf>): Item[] {
       // a redirect is the answer, checked where it points: not followed (to the provider, or an app's URI)
       if (statuses.some(s => s.startsWith('3'))) item.protocolProfileBehavior = { ...item.protocolProfileBehavior, followRedirects: false }
       item.event = [js('test', testScript(step, found.operation, status))]
-      if (step.newAccount) item.event.unshift(js('prerequest', newAccountScript(found.example, operations.get('updateMe')!.example)))
+      if (step.newAccount) item.event.unshift(js('prerequest', newAccountScript(found.example, operations.get('updateMe')!.example, operations.get('changeEmail')!.example)))
       const before = [...step.needsProvider ? skipWithoutProvider : [], ...step.compute ? computeScripts[step.compute] : []]
       if (before.length) item.event.unshift(js('prerequest', before))
       return item
@@ -460,7 +489,7 @@ export async function generatePostmanCollection (spec: Spec): Promise<string> {
     { key: 'password', value: passwords.currentPassword! },
     { key: 'newPassword', value: passwords.newPassword! },
     { key: 'redirectUri', value: operations.get('linkIdentity')!.example.redirectUri! },
-    ...['email', 'username', 'newUsername', 'bearerToken', 'refreshToken', 'userId', 'sessionId', 'totpSecret', 'totpStep', 'totpCode', 'recoveryCodes', 'recoveryCode', 'mfaToken',
+    ...['email', 'username', 'newUsername', 'newEmail', 'bearerToken', 'refreshToken', 'userId', 'sessionId', 'totpSecret', 'totpStep', 'totpCode', 'recoveryCodes', 'recoveryCode', 'mfaToken',
       'providerId', 'codeVerifier', 'codeChallenge', 'clientState', 'providerState']
       .map(key => ({ key, value: '' })),
   ]

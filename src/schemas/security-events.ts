@@ -40,8 +40,8 @@ export const AdminSecurityEventPage = Type.Object({ events: Type.Array(AdminSecu
 })
 
 export const AdminEventQuery = Type.Object({
-  userId: Type.Optional(Type.String({ format: 'uuid' })),
-  type: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100' })),
-  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page' })),
+  userId: Type.Optional(Type.String({ format: 'uuid', description: 'Only the events of this account', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776f'] })),
+  type: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL, description: 'Only the events of this type', examples: ['login_failure'] })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
+  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
 }, { additionalProperties: false })

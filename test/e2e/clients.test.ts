@@ -25,20 +25,21 @@ const runCollection = (baseUrl: string) => new Promise<NewmanSummary>((resolve, 
   newman.run({ collection: COLLECTION, envVar: [{ key: 'baseUrl', value: baseUrl }], reporters: [] }, (err, s) => (err ? reject(err) : resolve(s)))
 })
 
-// What a person sees running the committed collection in its own order: sign up, look around, sign out,
-// forget the password, sign in again, turn on two-factor sign-in (enrol, confirm, new recovery codes), sign
+// What a person sees running the committed collection in its own order: sign up, look around (the sessions,
+// the security history), ask to change the email (202; the example token of the link is refused, 400), sign
+// out, forget the password, sign in again, turn on two-factor sign-in (enrol, confirm, new recovery codes), sign
 // out and in with a code (403 mfa_required, then /login/mfa), turn it off, try passkeys, start signing in
 // with the identity provider (302 there), come back cancelled (302 to the app) and replay the state (400),
-// start a link, be refused the admin routes, change the password, leave.
+// start a link, be refused the admin routes (suspension and everyone's history too), change the password, leave.
 const IDENTITY_PROVIDER = [200, 302, 302, 400, 400, 200, 200, 404]
 // the requests of that folder that need a provider: authorize, the two callbacks, link
 const NEEDS_PROVIDER = [1, 2, 3, 5]
 const statuses = (identityProvider: number[]) => [
-  201, 200, 200, 200, 204, 200, 202, 400, 200, 204, 202, 400, 200,
+  201, 200, 200, 200, 204, 200, 200, 202, 400, 202, 400, 200, 204, 202, 400, 200,
   200, 200, 200, 204, 403, 200, 204,
   200, 400, 200, 404, 404, 200, 401,
   ...identityProvider,
-  403, 403, 403, 204, 204, 200, 200, 200,
+  403, 403, 403, 403, 403, 403, 204, 204, 200, 200, 200,
 ]
 const STATUSES = statuses(IDENTITY_PROVIDER)
 

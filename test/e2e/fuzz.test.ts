@@ -1,9 +1,11 @@
 import fc from 'fast-check'
 import { sql } from 'drizzle-orm'
 import t from 'tap'
+import { NO_SOURCE } from '../../src/auth/security-events.js'
 import { PASSWORD_PROOF } from '../../src/auth/sign-in.js'
+import { emailTokenFor } from '../../src/mail/tokens.js'
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server'
-import { build, call, enableTotp, register, rows, totp, type TestApp } from '../helper.js'
+import { build, call, enableTotp, logout, register, registerAdmin, rows, testKey, totp, type TestApp } from '../helper.js'
 import { authorize, callback, callbackFor, flow, MOBILE, oidcEnv, person, pkce, signInWith, WEB } from '../oidc-flow.js'
 import { startTestProvider, type TestProvider } from '../oidc-provider.js'
 import { editClientData, softAuthenticator, type SoftAlgorithm, type SoftAuthenticator } from '../webauthn-authenticator.js'
@@ -19,7 +21,7 @@ type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE'
  * time (with `mfa`, of one of two accounts: one with TOTP on, one enrolling); `live` lists the live secrets
  * a body may carry (see LIVE).
  */
-interface Route { method: Method, url: string, fields: string[], success: number[], as?: 'user' | 'admin', mfa?: true, live?: Live[], passkey?: PasskeyRoute, oidc?: OidcRoute }
+interface Route { method: Method, url: string, fields: string[], success: number[], as?: 'user' | 'admin', mfa?: true, live?: Live[], passkey?: PasskeyRoute, oidc?: OidcRoute, lifecycle?: LifecycleRoute }
 /**
  * A passkey route: its account holds a passkey made with the software authenticator; `shaped` bodies are
  * answers to fresh options of that ceremony (then mutated, see SHAPED); `{id}` is often that passkey's id.
@@ -32,6 +34,12 @@ interface PasskeyRoute { shaped?: 'register' | 'login', liveId?: true }
  * half the time it is that account's: one made through the provider, with no password.
  */
 interface OidcRoute { query?: 'authorize' | 'callback', body?: 'token' | 'link', id: 'provider' | 'identity' | 'none' }
+/**
+ * A route of the account's lifecycle (change of email, suspension): `body` is fuzzed mostly with valid or live
+ * values (see LIFECYCLE_LIVE); with `target`, `{id}` is often another account's id (as listed or in capitals)
+ * or the admin's own. A confirmation's bearer token, when sent, is half the time that of the link's account.
+ */
+interface LifecycleRoute { body?: 'emailChange' | 'confirm' | 'suspension', target?: true }
 
 // Stand-ins a body may carry for a live secret, filled in as it is sent: an mfaToken of the account with
 // TOTP on (used until spent or a few times over its five wrong codes), the code of the current step of
@@ -79,6 +87,12 @@ const routes: Route[] = [
   { method: 'POST', url: '/me/identities/{id}', fields: ['redirectUri', 'codeChallenge', 'state'], success: [200], as: 'user', oidc: { body: 'link', id: 'provider' } },
   { method: 'GET', url: '/me/identities', fields: [], success: [200], as: 'user', oidc: { id: 'none' } },
   { method: 'DELETE', url: '/me/identities/{id}', fields: [], success: [204], as: 'user', oidc: { id: 'identity' } },
+  { method: 'POST', url: '/me/email', fields: ['newEmail', 'currentPassword'], success: [202], as: 'user', lifecycle: { body: 'emailChange' } },
+  { method: 'POST', url: '/email/change/confirm', fields: ['token'], success: [204], as: 'user', lifecycle: { body: 'confirm' } },
+  { method: 'POST', url: '/admin/users/{id}/suspend', fields: ['until', 'reason'], success: [204], as: 'admin', lifecycle: { body: 'suspension', target: true } },
+  { method: 'DELETE', url: '/admin/users/{id}/suspend', fields: [], success: [204], as: 'admin', lifecycle: { target: true } },
+  { method: 'GET', url: '/me/security-events', fields: [], success: [200], as: 'user' },
+  { method: 'GET', url: '/admin/audit-events', fields: [], success: [200], as: 'admin' },
 ]
 
 // The file's time grows with FUZZ_RUNS and the routes: allow ~25 ms a request (a busy machine takes twice the usual) (a longer --timeout wins; 0 is none).
@@ -292,6 +306,52 @@ const oidcBodies = {
   }),
 }
 
+// The account's lifecycle: stand-ins a body or path may carry, filled in as it is sent: the account's password,
+// an address nobody has, another account's, the account's own; a link to change the email of a third account
+// (the link's account) that works, one a newer request voided, one spent, one whose address another account
+// took meanwhile; the other account's id (as listed or in capitals) and the admin's own.
+const LIFECYCLE_LIVE = {
+  password: '~password~',
+  freeEmail: '~free-email~',
+  takenEmail: '~taken-email~',
+  ownEmail: '~own-email~',
+  changeToken: '~change-token~',
+  voidedToken: '~voided-token~',
+  spentToken: '~spent-token~',
+  takenToken: '~taken-token~',
+  target: '~target~',
+  targetUpper: '~TARGET~',
+  self: '~self~',
+} as const
+const LIFECYCLE_BODY = '~lifecycle body~'
+const emailToken = fc.stringMatching(/^[A-Za-z0-9_-]{43}$/)
+// an ISO time as a client writes one: in the past or the future, any offset, a fraction of any length
+const isoTime = fc.tuple(
+  fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59Z'), noInvalidDate: true }),
+  fc.constantFrom('Z', 'z', '+00:00', '-00:00', '+23:59', '-23:59', '+05:30'),
+  fc.nat({ max: 9 }),
+  fc.boolean(),
+).map(([d, zone, digits, lowerT]) => {
+  const [date, time] = d.toISOString().slice(0, 19).split('T')
+  return `${date}${lowerT ? 't' : 'T'}${time}${digits ? `.${String(d.getTime()).padStart(digits, '0').slice(-digits)}` : ''}${zone}`
+})
+const soon = fc.integer({ min: 60_000, max: 10 * 365 * 86_400_000 }).map(ms => new Date(Date.now() + ms).toISOString())
+// a time that only leap seconds have (and RFC 3339 allows)
+const leapSecond = fc.constantFrom('2030-06-30T23:59:60Z', '2030-12-31T23:59:60Z', '2031-01-01T00:59:60+01:00')
+const lifecycleBodies = {
+  emailChange: fields({
+    newEmail: often(fc.constantFrom(LIFECYCLE_LIVE.freeEmail, LIFECYCLE_LIVE.freeEmail, LIFECYCLE_LIVE.takenEmail, LIFECYCLE_LIVE.ownEmail), printable, weird),
+    currentPassword: often(fc.constant(LIFECYCLE_LIVE.password), printable, weird),
+  }),
+  confirm: fields({
+    token: often(fc.constantFrom(LIFECYCLE_LIVE.changeToken, LIFECYCLE_LIVE.voidedToken, LIFECYCLE_LIVE.spentToken, LIFECYCLE_LIVE.takenToken), emailToken, weird),
+  }),
+  suspension: fields({
+    until: often(fc.oneof(soon, isoTime), leapSecond, printable, weird),
+    reason: fc.oneof(printable, weird, huge, fc.constantFrom('', '   ', 'Reported for abuse')),
+  }),
+}
+
 function bodies (route: Route) {
   const key = route.fields.length ? fc.oneof(fc.constantFrom(...route.fields), protoKeys, fc.string({ maxLength: 10 })) : fc.oneof(protoKeys, fc.string({ maxLength: 10 }))
   const json = fc.oneof(
@@ -314,13 +374,15 @@ function bodies (route: Route) {
     ...(route.passkey?.liveId && route.fields.includes('name') ? [{ arbitrary: fc.record({ name: fc.oneof(printable, weird) }).map(v => JSON.stringify(v)), weight: 3 }] : []),
     // and for an identity provider's route, its own fields, mostly valid or live
     ...(route.oidc?.body ? [{ arbitrary: oidcBodies[route.oidc.body].map(v => OIDC_BODY + JSON.stringify(v)), weight: 6 }] : []),
+    // and for the account's lifecycle, its own fields, mostly valid or live
+    ...(route.lifecycle?.body ? [{ arbitrary: lifecycleBodies[route.lifecycle.body].map(v => LIFECYCLE_BODY + JSON.stringify(v)), weight: 6 }] : []),
   )
   return raw
 }
 
 const contentType = fc.option(fc.oneof(fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/problem+json'), printable), { nil: undefined })
 // a route with live secrets (or passkey answers) mostly gets JSON, so that its bodies reach the checks of codes and tokens
-const mostlyJson = (route: Route) => !!route.live || !!route.passkey?.shaped || !!route.passkey?.liveId || !!route.oidc?.body || route.oidc?.id === 'identity'
+const mostlyJson = (route: Route) => !!route.live || !!route.passkey?.shaped || !!route.passkey?.liveId || !!route.oidc?.body || route.oidc?.id === 'identity' || !!route.lifecycle
 const headers = (route: Route) => fc.record({
   'content-type': mostlyJson(route) ? fc.oneof({ arbitrary: fc.constant('application/json'), weight: 3 }, { arbitrary: contentType, weight: 1 }) : contentType,
   authorization: fc.option(fc.oneof(printable, printable.map(s => `Bearer ${s}`), fc.constant('Bearer eyJhbGciOiJub25lIn0.e30.')), { nil: undefined }),
@@ -331,7 +393,7 @@ const headers = (route: Route) => fc.record({
 // odd characters in the query too (but a lone surrogate, which cannot be percent-encoded)
 const query = fc.option(fc.oneof(
   fc.string({ maxLength: 30 }).map(s => `?${encodeURIComponent(s)}=${encodeURIComponent(s)}`),
-  fc.tuple(fc.constantFrom('limit', 'cursor', 'email'), fc.oneof(printable, fc.integer().map(String), fc.uuid(), oddUnicode.filter(s => s !== '\uD800'))).map(([k, v]) => `?${k}=${encodeURIComponent(v)}`),
+  fc.tuple(fc.constantFrom('limit', 'cursor', 'email', 'userId', 'type'), fc.oneof(printable, fc.integer().map(String), fc.uuid(), oddUnicode.filter(s => s !== '\uD800'))).map(([k, v]) => `?${k}=${encodeURIComponent(v)}`),
 ), { nil: '' })
 const pathSegment = fc.oneof(fc.uuid(), printable.map(encodeURIComponent), fc.string({ maxLength: 300 }).map(encodeURIComponent), fc.constantFrom('%zz', '%00', '..', '%2F'))
 // the id of the account's passkey, as listed or in capitals, filled in as it is sent
@@ -341,6 +403,7 @@ const segments = (route: Route) => {
   if (route.passkey?.liveId) return fc.oneof({ arbitrary: pathSegment, weight: 2 }, { arbitrary: fc.constantFrom(LIVE_PASSKEY_ID, LIVE_PASSKEY_ID_UPPER), weight: 1 })
   if (route.oidc?.id === 'provider') return fc.oneof({ arbitrary: pathSegment, weight: 1 }, { arbitrary: fc.constantFrom('test', 'test', 'second', 'TEST', 'test%00', 'tes%74'), weight: 3 })
   if (route.oidc?.id === 'identity') return fc.oneof({ arbitrary: pathSegment, weight: 2 }, { arbitrary: fc.constantFrom(OIDC_LIVE.identity, OIDC_LIVE.identityUpper, OIDC_LIVE.lastIdentity), weight: 3 })
+  if (route.lifecycle?.target) return fc.oneof({ arbitrary: pathSegment, weight: 2 }, { arbitrary: fc.constantFrom(LIFECYCLE_LIVE.target, LIFECYCLE_LIVE.targetUpper, LIFECYCLE_LIVE.self), weight: 3 })
   return pathSegment
 }
 
@@ -623,6 +686,93 @@ function checkOidcAnswer (idp: IdentityProvider, route: Route, res: { statusCode
   return !refused && route.success.includes(res.statusCode)
 }
 
+/**
+ * The accounts of a lifecycle route besides the fuzzed one: another (a suspension's target, the owner of a
+ * taken address) and the link's account, whose email a confirmation changes. The link's account is signed
+ * out: its token is still well formed, and a confirmation has no session of it left to end.
+ */
+interface LifecycleAccounts {
+  userId: string
+  email: string
+  password: string
+  other: { id: string, email: string }
+  linked: { id: string, password: string, token: string }
+}
+
+async function lifecycleAccounts (app: TestApp, route: Route, fuzzed: Awaited<ReturnType<typeof register>>): Promise<LifecycleAccounts> {
+  const other = await register(app)
+  const linked = await register(app)
+  const out = await logout(app, { refreshToken: linked.tokens.refreshToken })
+  if (out.statusCode !== 204) throw new Error(`could not sign out: ${out.statusCode} ${out.body}`)
+  const accounts = {
+    userId: fuzzed.tokens.user.id,
+    email: fuzzed.body.email.toLowerCase(),
+    password: fuzzed.body.password,
+    other: { id: other.tokens.user.id, email: other.body.email.toLowerCase() },
+    linked: { id: linked.tokens.user.id, password: linked.body.password, token: linked.tokens.accessToken },
+  }
+  // lifting a suspension: there is one to lift
+  if (route.url === '/admin/users/{id}/suspend' && route.method === 'DELETE') await suspendOther(app, accounts)
+  return accounts
+}
+
+const suspendOther = (app: TestApp, accounts: LifecycleAccounts) => app.accounts.suspend(accounts.other.id, {}, { ...NO_SOURCE, actorId: accounts.userId })
+
+let freshEmails = 0
+const freshEmail = () => `fresh${++freshEmails}x${process.pid}@example.com`
+
+/** A link to change the email of the link's account to `address`, as the email carries it. */
+async function changeLink (app: TestApp, { linked }: LifecycleAccounts, address = freshEmail()) {
+  await app.accounts.requestEmailChange({ userId: linked.id, signedInAt: new Date(app.clock()) }, { newEmail: address, currentPassword: linked.password }, NO_SOURCE)
+  const [row] = await rows<{ id: string }>(sql`select id from email_tokens where user_id = ${linked.id} and purpose = 'email_change' and new_email = ${address}`)
+  return emailTokenFor(testKey().mailSecret, row!.id)
+}
+
+/** Writes the stand-ins of LIFECYCLE_LIVE into a body or a path segment. */
+async function fillLifecycle (app: TestApp, accounts: LifecycleAccounts, text: string): Promise<string> {
+  if (!text.includes('~')) return text
+  let out = text
+  const fill = async (standIn: string, value: () => Promise<string> | string) => { if (out.includes(standIn)) out = out.replaceAll(standIn, await value()) }
+  await fill(LIFECYCLE_LIVE.password, () => accounts.password)
+  await fill(LIFECYCLE_LIVE.freeEmail, freshEmail)
+  await fill(LIFECYCLE_LIVE.takenEmail, () => accounts.other.email)
+  await fill(LIFECYCLE_LIVE.ownEmail, () => accounts.email)
+  await fill(LIFECYCLE_LIVE.changeToken, () => changeLink(app, accounts))
+  await fill(LIFECYCLE_LIVE.voidedToken, async () => {
+    const older = await changeLink(app, accounts)
+    await changeLink(app, accounts)
+    return older
+  })
+  await fill(LIFECYCLE_LIVE.spentToken, async () => {
+    const token = await changeLink(app, accounts)
+    const res = await app.inject({ method: 'POST', url: '/email/change/confirm', payload: { token } })
+    if (res.statusCode !== 204) throw new Error(`could not follow a link: ${res.statusCode} ${res.body}`)
+    return token
+  })
+  await fill(LIFECYCLE_LIVE.takenToken, async () => {
+    const address = freshEmail()
+    const token = await changeLink(app, accounts, address)
+    // another account takes the address before the link is followed
+    await rows(sql`update users set email = ${address} where id = ${accounts.other.id}`)
+    accounts.other.email = address
+    return token
+  })
+  await fill(LIFECYCLE_LIVE.target, () => accounts.other.id)
+  await fill(LIFECYCLE_LIVE.targetUpper, () => accounts.other.id.toUpperCase())
+  await fill(LIFECYCLE_LIVE.self, () => accounts.userId)
+  return out
+}
+
+/** The accounts' emails and suspensions, the links, the outbox and the ended sessions: a refused request changes none. */
+async function lifecycleRows () {
+  return JSON.stringify(await rows(sql`
+    select (select coalesce(json_agg(json_build_object('id', id, 'email', email, 'verified', email_verified_at, 'suspendedAt', suspended_at,
+              'until', suspended_until, 'reason', suspended_reason, 'updatedAt', updated_at) order by id), '[]') from users)::text as users,
+           (select coalesce(json_agg(json_build_object('id', id, 'usedAt', used_at) order by id), '[]') from email_tokens)::text as links,
+           (select count(*)::int from outbox) as outbox,
+           (select count(*)::int from sessions where revoked_at is not null) as revoked`))
+}
+
 // Found by the shaped answers on Postgres, which stores no NUL character: a challenge that is no base64url is
 // not looked up, and transports that WebAuthn does not name are not kept.
 t.test('passkey answers carrying what Postgres cannot store are refused or cleaned, never a 5xx', async t => {
@@ -652,13 +802,14 @@ for (const route of routes) {
     const idp = route.oidc && await startIdentityProvider()
     const app = await build(t, idp ? { env: idp.env } : {})
     // a live account, so tokens and cookies have something real to collide with
-    const { tokens } = await register(app)
-    if (route.as === 'admin') await rows(sql`update users set role = 'admin' where id = ${tokens.user.id}`)
+    const fuzzed = route.as === 'admin' ? await registerAdmin(app) : await register(app)
+    const { tokens } = fuzzed
     const valid = `Bearer ${tokens.accessToken}`
     const accounts = route.mfa || route.live ? await mfaAccounts(app, tokens) : undefined
     const live = accounts && liveFiller(app, accounts.on)
     // an identity provider's route: the live account has an identity, another account only one
     const oidc = idp && await oidcAccounts(app, idp, tokens.accessToken)
+    const lifecycle = route.lifecycle && await lifecycleAccounts(app, route, fuzzed)
     let logsChecked = app.logs.length
     const before = await counts()
     // the second factors as the last success left them: a refused request changes none
@@ -670,7 +821,7 @@ for (const route of routes) {
     let passkeysKnown = await passkeyRows()
     const passkeysAtStart = passkeysKnown
     const queries = route.oidc?.query ? oidcQueries[route.oidc.query] : query
-    await fc.assert(fc.asyncProperty(bodies(route), headers(route), queries, segments(route), fc.boolean(), fc.boolean(), fc.boolean(), async (raw, hdrs, q, rawSegment, signedIn, withTotp, passwordless) => {
+    await fc.assert(fc.asyncProperty(bodies(route), headers(route), queries, segments(route), fc.boolean(), fc.boolean(), fc.boolean(), async (raw, hdrs, q, rawSegment, signedIn, withTotp, otherAccount) => {
       // the account with TOTP on, or (with its token) the one enrolling
       const account = accounts && (withTotp || !route.mfa ? accounts.on : accounts.pending)
       let payload = live ? await live.fill(raw, account!) : raw
@@ -691,18 +842,34 @@ for (const route of routes) {
         else q = await fillOidc(app, idp, oidc, q)
         segment = await fillOidc(app, idp, oidc, segment)
       }
+      if (lifecycle) {
+        if (typeof payload === 'string' && payload.startsWith(LIFECYCLE_BODY)) {
+          payload = payload.slice(LIFECYCLE_BODY.length)
+          hdrs = { ...hdrs, 'content-type': 'application/json' }
+          // a confirmation needs no bearer token: whether it has one stays as drawn
+          if (route.url !== '/email/change/confirm') signedIn = true
+        }
+        if (typeof payload === 'string') payload = await fillLifecycle(app, lifecycle, payload)
+        segment = await fillLifecycle(app, lifecycle, segment)
+      }
       const oidcKnown = oidc && await oidcRows()
-      const authorization = oidc && passwordless ? `Bearer ${oidc.passwordless.token}` : account ? `Bearer ${account.token}` : valid
+      const lifecycleKnown = lifecycle && await lifecycleRows()
+      // the other account: of an identity provider's route, the one without a password; of a confirmation, the link's
+      const authorization = oidc && otherAccount
+        ? `Bearer ${oidc.passwordless.token}`
+        : account ? `Bearer ${account.token}` : lifecycle && otherAccount && route.url === '/email/change/confirm' ? `Bearer ${lifecycle.linked.token}` : valid
       const res = await send(app, route, payload, route.as && signedIn ? { ...hdrs, authorization } : hdrs, q, segment)
       const succeeded = idp ? checkOidcAnswer(idp, route, res, app.logs.slice(logsChecked), providerCode) : route.success.includes(res.statusCode)
       logsChecked = app.logs.length
       if (succeeded) {
         successes++
         if (oidc && route.url === '/me/identities/{id}' && route.method === 'DELETE') {
-          if (passwordless && signedIn) throw new Error('an identity of the account without a password was unlinked')
+          if (otherAccount && signedIn) throw new Error('an identity of the account without a password was unlinked')
           // unlinked: linked again for the next requests
           oidc.identityId = await linkIdentity(app, idp.provider, tokens.accessToken, oidc.sub)
         }
+        // lifted: suspended again, so that the next request has a suspension to lift
+        if (lifecycle && route.url === '/admin/users/{id}/suspend' && route.method === 'DELETE') await suspendOther(app, lifecycle)
         if (account) {
           await afterSuccess(app, route, account, res.body, live!)
           factorsKnown = await factors()
@@ -732,6 +899,7 @@ for (const route of routes) {
       if (typeof body.code !== 'string' || body.status !== res.statusCode) throw new Error(`bad problem body: ${res.body}`)
       if (accounts && await factors() !== factorsKnown) throw new Error(`a refused request (${res.statusCode} ${body.code}) changed the second factors`)
       if (await passkeyRows() !== passkeysKnown) throw new Error(`a refused request (${res.statusCode} ${body.code}) changed the passkeys`)
+      if (lifecycleKnown && await lifecycleRows() !== lifecycleKnown) throw new Error(`a refused request (${res.statusCode} ${body.code}) changed an account, a link, the outbox or a session`)
     }), { numRuns: RUNS })
     const after = await counts()
     // writes happen only on documented successes (a register or login is one session; logout may end one)
@@ -745,7 +913,9 @@ for (const route of routes) {
     } else if (!['/register', '/login'].includes(route.url)) {
       t.equal(after.sessions, before.sessions, 'no session written')
     }
-    if (route.url !== '/refresh' && route.url !== '/logout') t.equal(after.revoked, before.revoked, 'nothing revoked')
+    // a suspension ends the target's session (the first time); a confirmation ends none, the link's account being signed out
+    const endsSessions = route.url === '/admin/users/{id}/suspend' && route.method === 'POST' && successes > 0
+    if (route.url !== '/refresh' && route.url !== '/logout' && !endsSessions) t.equal(after.revoked, before.revoked, 'nothing revoked')
     const passkeysChanged = route.url === '/passkeys/register' || route.url === '/passkeys/{id}' || route.url === '/login/passkey'
     if (!passkeysChanged || successes === 0) t.equal(await passkeyRows(), passkeysAtStart, 'no passkey added, changed or removed')
     if (route.passkey?.shaped) t.ok(successes > 0, 'some shaped answers were real ones, and succeeded')
