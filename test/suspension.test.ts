@@ -369,3 +369,13 @@ t.test('a suspension while the user turns on TOTP (this session raised, the othe
   t.equal(suspended.statusCode, 204, `the suspension: ${suspended.body.slice(0, 200)}`)
   t.equal(await liveSessions(tokens.user.id), 0)
 })
+
+t.test('until on a leap second (RFC 3339 :60) is read as the second before it', async t => {
+  const app = await build(t)
+  const { tokens: boss } = await registerAdmin(app)
+  const { tokens } = await register(app)
+  const res = await suspend(app, boss.accessToken, tokens.user.id, { until: '2030-06-30T23:59:60Z' })
+  t.equal(res.statusCode, 204, res.body)
+  const [row] = await rows<{ until: string }>(sql`select to_char(suspended_until at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') as until from users where id = ${tokens.user.id}`)
+  t.equal(row!.until, '2030-06-30T23:59:59')
+})

@@ -246,7 +246,11 @@ export class AccountService {
     const user = await this.target(userId)
     if (user.id === source.actorId) throw new ApiError('cannot_suspend_self', 'An admin cannot suspend their own account')
     const now = this.now()
-    const until = input.until === undefined ? null : new Date(input.until)
+    // RFC 3339 allows a leap second (:60), which Date cannot hold: it is read as the second before
+    const until = input.until === undefined ? null : new Date(input.until.replace(/:60(?=(\.\d+)?(Z|[+-]\d{2}:\d{2})$)/i, ':59'))
+    if (until && Number.isNaN(until.getTime())) {
+      throw new ApiError('validation_failed', 'until is not a time', { errors: [{ path: '/until', message: 'must be an ISO time' }] })
+    }
     if (until && until.getTime() <= now.getTime()) {
       throw new ApiError('validation_failed', 'until must be in the future', { errors: [{ path: '/until', message: 'must be in the future' }] })
     }
