@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 
 /**
  * A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, version 7, then 74 random bits, so ids sort by
@@ -16,3 +16,6 @@ export function uuidv7 (now = Date.now()): string {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 /** Ids from a path are checked by the service, not the schema: a malformed id is as unknown as any other (404). */
 export const isUuid = (id: string) => UUID.test(id)
+
+/** base64url(SHA-256(text)): how one-time tokens and codes are kept (and the S256 challenge of RFC 7636). */
+export const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url')

@@ -1,10 +1,10 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { Config, OidcProviderSettings } from '../config.js'
 import { uniqueViolation, type Database, type Executor } from '../db/client.js'
 import type { User } from '../db/schema.js'
 import { ApiError } from '../errors.js'
-import { isUuid, uuidv7 } from '../ids.js'
+import { isUuid, sha256, uuidv7 } from '../ids.js'
 import {
   deleteIdentity, findIdentity, insertIdentity, insertOauthCode, insertOauthFlow, isLastSignInMethod, listIdentities, lockSignInMethods, takeOauthCode, takeOauthFlow, touchIdentity,
   type OauthFlow,
@@ -18,7 +18,6 @@ import type { EventSource, SecurityEvents } from './security-events.js'
 export const OAUTH_FLOW_TTL_MS = 10 * 60_000
 export const OAUTH_CODE_TTL_MS = 60_000
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url')
 /** base64url(SHA-256(verifier)): the S256 code challenge of RFC 7636. */
 export const s256 = (verifier: string) => sha256(verifier)
 const random = (bytes: number) => randomBytes(bytes).toString('base64url')

@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto'
+import { sha256 } from '../ids.js'
 
 const VERSION = 1
 const IV_BYTES = 12
@@ -64,4 +65,4 @@ export function normalizeRecoveryCode (input: string): string | undefined {
 
 /** The single-use token between the two steps of a sign-in: 256 random bits; only its SHA-256 is stored. */
 export const newMfaToken = () => randomBytes(32).toString('base64url')
-export const mfaTokenHash = (token: string) => createHash('sha256').update(token).digest('base64url')
+export const mfaTokenHash = sha256

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import type { Aal } from '../db/schema.js'
-import type { Database, Executor } from '../db/client.js'
+import { pageOf, type Database, type Executor } from '../db/client.js'
 import { ApiError } from '../errors.js'
 import { isUuid, uuidv7 } from '../ids.js'
 import {
@@ -203,9 +203,7 @@ export class SessionService {
 
   async list (userId: string, currentSessionId: string, page: { limit: number, cursor?: string | undefined }): Promise<{ sessions: SessionView[], nextCursor: string | null }> {
     const cursor = page.cursor?.toLowerCase()
-    const rows = await listLiveSessions(this.deps.db, userId, this.now(), page.limit + 1, cursor)
-    const more = rows.length > page.limit
-    const items = more ? rows.slice(0, page.limit) : rows
+    const { items, nextCursor } = pageOf(await listLiveSessions(this.deps.db, userId, this.now(), page.limit + 1, cursor), page.limit)
     return {
       sessions: items.map(s => ({
         id: s.id,
@@ -218,7 +216,7 @@ export class SessionService {
         userAgent: s.userAgent,
         ip: s.ip,
       })),
-      nextCursor: more ? items.at(-1)!.id : null,
+      nextCursor,
     }
   }
 

@@ -154,3 +154,10 @@ export function uniqueViolation (err: unknown): string | undefined {
   }
   return undefined
 }
+
+/** A page cut from `limit + 1` rows read in order: the next cursor is the last kept row's id when there are more. */
+export function pageOf<T extends { id: string }> (rows: T[], limit: number): { items: T[], nextCursor: string | null } {
+  const more = rows.length > limit
+  const items = more ? rows.slice(0, limit) : rows
+  return { items, nextCursor: more ? items.at(-1)!.id : null }
+}

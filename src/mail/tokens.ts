@@ -1,4 +1,5 @@
-import { createHash, createHmac } from 'node:crypto'
+import { createHmac } from 'node:crypto'
+import { sha256 } from '../ids.js'
 
 // 32 bytes of HMAC-SHA256, base64url: 43 characters, 256 bits.
 const TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/
@@ -9,6 +10,6 @@ const TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/
  */
 export const emailTokenFor = (secret: Buffer, id: string) => createHmac('sha256', secret).update(`email-token:${id}`).digest('base64url')
 
-export const hashEmailToken = (token: string) => createHash('sha256').update(token).digest('base64url')
+export const hashEmailToken = sha256
 
 export const isWellFormedEmailToken = (token: string) => TOKEN_PATTERN.test(token)

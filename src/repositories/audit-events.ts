@@ -1,5 +1,5 @@
 import { and, desc, eq, lt, type SQL } from 'drizzle-orm'
-import type { Executor } from '../db/client.js'
+import { pageOf, type Executor } from '../db/client.js'
 import { auditEvents } from '../db/schema.js'
 
 export type AuditEventRow = typeof auditEvents.$inferSelect
@@ -16,7 +16,5 @@ export async function listAuditEvents (ex: Executor, options: { limit: number, c
     options.cursor ? lt(auditEvents.id, options.cursor) : undefined,
   ]
   const page = await ex.select().from(auditEvents).where(and(...filters)).orderBy(desc(auditEvents.id)).limit(options.limit + 1)
-  const more = page.length > options.limit
-  const items = more ? page.slice(0, options.limit) : page
-  return { items, nextCursor: more ? items.at(-1)!.id : null }
+  return pageOf(page, options.limit)
 }

@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, like, sql, type SQL } from 'drizzle-orm'
-import { fromEpochMs, type Executor } from '../db/client.js'
+import { fromEpochMs, pageOf, type Executor } from '../db/client.js'
 import { users, type Role, type User } from '../db/schema.js'
 
 export type NewUser = typeof users.$inferInsert
@@ -65,9 +65,7 @@ export async function listUsers (ex: Executor, options: { limit: number, cursor?
     suspendedAt: users.suspendedAt,
     suspendedUntil: users.suspendedUntil,
   }).from(users).where(and(...filters)).orderBy(asc(users.id)).limit(options.limit + 1)
-  const more = page.length > options.limit
-  const items = more ? page.slice(0, options.limit) : page
-  return { items, nextCursor: more ? items.at(-1)!.id : null }
+  return pageOf(page, options.limit)
 }
 
 export async function setRoleByEmail (ex: Executor, email: string, role: Role, now: Date): Promise<User | undefined> {

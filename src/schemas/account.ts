@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox'
 import { AALS } from '../db/schema.js'
-import { DisplayName, nullable, oneOf, Password, Username } from './common.js'
+import { DisplayName, nextCursor, nullable, oneOf, PageParams, Password, Username } from './common.js'
 
 const sessionExample = {
   id: '01a2082a-4c53-76c6-bedb-c9c808e9776d',
@@ -28,13 +28,10 @@ export const Session = Type.Object({
 
 export const SessionList = Type.Object({
   sessions: Type.Array(Session),
-  nextCursor: nullable(Type.String({ format: 'uuid', description: 'Pass as cursor for the next page; null on the last page' })),
+  nextCursor: nextCursor(),
 }, { description: 'Live sessions, newest first', examples: [{ sessions: [sessionExample], nextCursor: null }] })
 
-export const PageQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
-  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
-}, { additionalProperties: false })
+export const PageQuery = Type.Object(PageParams, { additionalProperties: false })
 
 export const SessionParams = Type.Object({ id: Type.String({ description: 'Session id (from GET /sessions)', examples: [sessionExample.id] }) })
 

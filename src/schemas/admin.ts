@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { NO_NUL, nullable, Role } from './common.js'
+import { nextCursor, NO_NUL, nullable, PageParams, Role } from './common.js'
 
 const userExample = {
   id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', role: 'user', emailVerified: false, createdAt: '2026-11-23T11:28:39.506Z', suspended: false, suspendedUntil: null,
@@ -20,12 +20,11 @@ export type AdminUserView = Static<typeof AdminUser>
 
 export const UserPage = Type.Object({
   users: Type.Array(AdminUser),
-  nextCursor: nullable(Type.String({ format: 'uuid', description: 'Pass as cursor for the next page; null on the last page' })),
+  nextCursor: nextCursor(),
 }, { description: 'A page of users ordered by id (creation order)', examples: [{ users: [userExample], nextCursor: null }] })
 
 export const UserQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
-  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
+  ...PageParams,
   email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: NO_NUL, description: 'Case-insensitive email prefix', examples: ['ada@'] })),
 }, { additionalProperties: false })
 

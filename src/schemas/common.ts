@@ -107,3 +107,10 @@ export function problemResponses (...sent: (number | ProblemCode)[]) {
 /** A response schema with the description the OpenAPI document shows for it. */
 export const described = <T extends TSchema>(schema: T, description: string, examples?: unknown[]): T =>
   ({ ...schema, description, ...(examples ? { examples } : {}) })
+
+/** limit and cursor of a list read a page at a time (the cursor is the previous page's nextCursor). */
+export const PageParams = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
+  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
+}
+export const nextCursor = (description = 'Pass as cursor for the next page; null on the last page') => nullable(Type.String({ format: 'uuid', description }))

@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { NO_NUL, nullable } from './common.js'
+import { nextCursor, NO_NUL, nullable, PageParams } from './common.js'
 
 const eventExample = {
   id: '01a2082a-4c53-76c6-bedb-c9c808e9776d',
@@ -27,7 +27,7 @@ export const AdminSecurityEvent = Type.Object({
   actorId: nullable(Type.String({ format: 'uuid', description: 'The admin who acted, when not the user' })),
 })
 
-const NextCursor = nullable(Type.String({ format: 'uuid', description: 'Pass as cursor for the next (older) page; null on the last page' }))
+const NextCursor = nextCursor('Pass as cursor for the next (older) page; null on the last page')
 
 export const SecurityEventPage = Type.Object({ events: Type.Array(SecurityEvent), nextCursor: NextCursor }, {
   description: 'Newest first',
@@ -42,6 +42,5 @@ export const AdminSecurityEventPage = Type.Object({ events: Type.Array(AdminSecu
 export const AdminEventQuery = Type.Object({
   userId: Type.Optional(Type.String({ format: 'uuid', description: 'Only the events of this account', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776f'] })),
   type: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL, description: 'Only the events of this type', examples: ['login_failure'] })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20, description: '1–100', examples: [20] })),
-  cursor: Type.Optional(Type.String({ format: 'uuid', description: 'nextCursor of the previous page', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776d'] })),
+  ...PageParams,
 }, { additionalProperties: false })
