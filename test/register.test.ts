@@ -120,6 +120,8 @@ t.test('bad input is a 400 problem and nothing is stored', async t => {
     ['username with space', { ...newAccount(), username: 'ada lovelace' }, '/username'],
     ['name too long', { ...newAccount(), name: 'n'.repeat(101) }, '/name'],
     ['null name', { ...newAccount(), name: null }, '/name'],
+    // JSON can spell half a surrogate pair, which has no UTF-8: it would be stored as U+FFFD
+    ['name with a lone surrogate', { ...newAccount(), name: 'Ada \ud800' }, '/name'],
     ['array body', [newAccount()], '/'],
     ['string body', 'hello', '/'],
   ]

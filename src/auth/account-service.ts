@@ -251,6 +251,10 @@ export class AccountService {
     if (until && Number.isNaN(until.getTime())) {
       throw new ApiError('validation_failed', 'until is not a time', { errors: [{ path: '/until', message: 'must be an ISO time' }] })
     }
+    // An offset can carry 9999-12-31 past the year 9999 in UTC, which ISO text (and so the database) cannot hold
+    if (until && until.getUTCFullYear() > 9999) {
+      throw new ApiError('validation_failed', 'until is too far away', { errors: [{ path: '/until', message: 'must be before the year 10000 (UTC)' }] })
+    }
     if (until && until.getTime() <= now.getTime()) {
       throw new ApiError('validation_failed', 'until must be in the future', { errors: [{ path: '/until', message: 'must be in the future' }] })
     }
