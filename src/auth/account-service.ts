@@ -248,16 +248,11 @@ export class AccountService {
     const now = this.now()
     // RFC 3339 allows a leap second (:60), which Date cannot hold: it is read as the second before
     const until = input.until === undefined ? null : new Date(input.until.replace(/:60(?=(\.\d+)?(Z|[+-]\d{2}:\d{2})$)/i, ':59'))
-    if (until && Number.isNaN(until.getTime())) {
-      throw new ApiError('validation_failed', 'until is not a time', { errors: [{ path: '/until', message: 'must be an ISO time' }] })
-    }
+    const refuse = (detail: string, message: string) => new ApiError('validation_failed', detail, { errors: [{ path: '/until', message }] })
+    if (until && Number.isNaN(until.getTime())) throw refuse('until is not a time', 'must be an ISO time')
     // An offset can carry 9999-12-31 past the year 9999 in UTC, which ISO text (and so the database) cannot hold
-    if (until && until.getUTCFullYear() > 9999) {
-      throw new ApiError('validation_failed', 'until is too far away', { errors: [{ path: '/until', message: 'must be before the year 10000 (UTC)' }] })
-    }
-    if (until && until.getTime() <= now.getTime()) {
-      throw new ApiError('validation_failed', 'until must be in the future', { errors: [{ path: '/until', message: 'must be in the future' }] })
-    }
+    if (until && until.getUTCFullYear() > 9999) throw refuse('until is too far away', 'must be before the year 10000 (UTC)')
+    if (until && until.getTime() <= now.getTime()) throw refuse('until must be in the future', 'must be in the future')
     const reason = input.reason?.trim() || null
     const ended = await this.deps.db.transaction(async tx => {
       const suspended = await updateUser(tx, user.id, { suspendedAt: now, suspendedUntil: until, suspendedReason: reason, updatedAt: now })

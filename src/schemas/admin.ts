@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { nextCursor, NO_NUL, nullable, PageParams, Role } from './common.js'
+import { nextCursor, STORED_TEXT, nullable, PageParams, Role } from './common.js'
 
 const userExample = {
   id: '01a2082a-4c53-76c6-bedb-c9c808e9776d', email: 'ada@example.com', username: 'ada_l', name: 'Ada Lovelace', role: 'user', emailVerified: false, createdAt: '2026-11-23T11:28:39.506Z', suspended: false, suspendedUntil: null,
@@ -25,12 +25,12 @@ export const UserPage = Type.Object({
 
 export const UserQuery = Type.Object({
   ...PageParams,
-  email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: NO_NUL, description: 'Case-insensitive email prefix', examples: ['ada@'] })),
+  email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: STORED_TEXT, description: 'Case-insensitive email prefix', examples: ['ada@'] })),
 }, { additionalProperties: false })
 
 export const UserParams = Type.Object({ id: Type.String({ description: 'User id', examples: [userExample.id] }) })
 
 export const Suspension = Type.Object({
   until: Type.Optional(Type.String({ format: 'date-time', description: 'When it ends by itself (ISO time, in the future); indefinite without it' })),
-  reason: Type.Optional(Type.String({ maxLength: 500, pattern: NO_NUL, description: 'Shown in the notice to the user and in the security history' })),
+  reason: Type.Optional(Type.String({ maxLength: 500, pattern: STORED_TEXT, description: 'Shown in the notice to the user and in the security history' })),
 }, { additionalProperties: false, examples: [{ until: '2027-01-01T00:00:00Z', reason: 'Reported for abuse' }] })

@@ -13,10 +13,12 @@ export const oneOf = <const T extends readonly string[]>(values: T, options: { d
 
 export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Trimmed and lower-cased before use', examples: ['ada@example.com'] })
 export const Username = Type.String({ pattern: '^[A-Za-z0-9_.-]{3,32}$', description: '3–32 of A–Z, a–z, 0–9, _ . -; unique ignoring case', examples: ['ada_l'] })
-/** Text that goes into a column as it is: Postgres text cannot hold U+0000 (the insert would fail, a 500). */
-// Text that is stored: no NUL character (Postgres holds none) and no lone surrogate half (no UTF-8 for it)
-export const NO_NUL = '^[^\\u0000\\p{Cs}]*$'
-export const DisplayName = Type.String({ maxLength: 100, pattern: NO_NUL, description: 'Trimmed; at most 100 characters; no NUL character, no lone surrogate', examples: ['Ada Lovelace'] })
+/**
+ * Text that goes into a column as it is: Postgres cannot hold U+0000 (the insert would fail, a 500), and half a
+ * surrogate pair has no UTF-8 (jsonb refuses it, a text column keeps U+FFFD instead).
+ */
+export const STORED_TEXT = '^[^\\u0000\\p{Cs}]*$'
+export const DisplayName = Type.String({ maxLength: 100, pattern: STORED_TEXT, description: 'Trimmed; at most 100 characters; no NUL character, no lone surrogate', examples: ['Ada Lovelace'] })
 // The policy (length in code points after NFKC, blocklist) is checked by the service, with its own codes.
 export const Password = Type.String({ maxLength: 1024, description: 'NFKC-normalised; PASSWORD_MIN_LENGTH (default 15) to 128 code points; not a common password', examples: ['correct horse battery staple'] })
 export const RememberMe = Type.Boolean({ description: 'Longer idle lifetime for the session (REFRESH_TOKEN_REMEMBER_TTL)' })

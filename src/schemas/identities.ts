@@ -1,9 +1,9 @@
 import { Type } from 'typebox'
-import { NO_NUL, nullable, RememberMe } from './common.js'
+import { STORED_TEXT, nullable, RememberMe } from './common.js'
 
 // RFC 7636: a verifier is 43-128 unreserved characters; an S256 challenge is base64url of 32 bytes.
 const CodeChallenge = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'base64url(SHA-256(code_verifier)), RFC 7636 S256', examples: ['E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'] })
-const ClientState = Type.String({ maxLength: 1024, pattern: NO_NUL, description: 'The client\'s own state, handed back untouched on its redirect URI', examples: ['af0ifjsldkj'] })
+const ClientState = Type.String({ maxLength: 1024, pattern: STORED_TEXT, description: 'The client\'s own state, handed back untouched on its redirect URI', examples: ['af0ifjsldkj'] })
 const RedirectUri = Type.String({ maxLength: 2048, description: 'Exactly one of OAUTH_REDIRECT_URIS (a web URL or an app scheme such as com.example.app:/oauth)', examples: ['https://app.example.com/oauth/callback'] })
 
 export const ProviderList = Type.Object({

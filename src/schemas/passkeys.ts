@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { NO_NUL, RememberMe } from './common.js'
+import { STORED_TEXT, RememberMe } from './common.js'
 
 // The browser's JSON (the WebAuthn Level 3 toJSON shapes, as @simplewebauthn/browser gives them), checked
 // in outline here and in full by the verification.
@@ -41,7 +41,7 @@ export const AuthenticationResponse = Type.Object({
   authenticatorAttachment: Type.Optional(Type.String({ maxLength: 32 })),
 }, { ...open, description: 'AuthenticationResponseJSON: what navigator.credentials.get() gave (startAuthentication of @simplewebauthn/browser)' })
 
-const PasskeyName = Type.String({ minLength: 1, maxLength: 100, pattern: NO_NUL, description: 'A name to tell it apart ("iPhone", "YubiKey")', examples: ['iPhone'] })
+const PasskeyName = Type.String({ minLength: 1, maxLength: 100, pattern: STORED_TEXT, description: 'A name to tell it apart ("iPhone", "YubiKey")', examples: ['iPhone'] })
 
 export const PasskeyRegistration = Type.Object({ response: RegistrationResponse, name: Type.Optional(PasskeyName) }, {
   additionalProperties: false,

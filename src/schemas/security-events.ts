@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { nextCursor, NO_NUL, nullable, PageParams } from './common.js'
+import { nextCursor, STORED_TEXT, nullable, PageParams } from './common.js'
 
 const eventExample = {
   id: '01a2082a-4c53-76c6-bedb-c9c808e9776d',
@@ -41,6 +41,6 @@ export const AdminSecurityEventPage = Type.Object({ events: Type.Array(AdminSecu
 
 export const AdminEventQuery = Type.Object({
   userId: Type.Optional(Type.String({ format: 'uuid', description: 'Only the events of this account', examples: ['01a2082a-4c53-76c6-bedb-c9c808e9776f'] })),
-  type: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL, description: 'Only the events of this type', examples: ['login_failure'] })),
+  type: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: STORED_TEXT, description: 'Only the events of this type', examples: ['login_failure'] })),
   ...PageParams,
 }, { additionalProperties: false })
